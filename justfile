@@ -1,0 +1,24 @@
+# The menu of everyday commands; each is a plain cargo command underneath.
+
+# Start the gateway in development mode with the bundled example catalog.
+run:
+    cargo run --release -p ithil -- serve --dev --catalog examples/placeholder.json
+
+# Run every test (the README's second command).
+test:
+    cargo test --workspace
+
+# What CI runs: formatting, lints, tests, and the benchmarks compiled but not timed.
+check:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo test --workspace
+    cargo bench --workspace --no-run
+
+# Run every benchmark (see docs/benchmarks.md for the figures and the machine).
+bench:
+    cargo bench --workspace
+
+# Fuzz the token verifier for ten minutes (needs `cargo install cargo-fuzz`; see docs/fuzzing.md).
+fuzz seconds="600":
+    cd crates/ithil-token/fuzz && cargo fuzz run --sanitizer none verify -- -max_total_time={{seconds}}

@@ -1,0 +1,3 @@
+//! Integration tests of `ithil-budget`, one binary with topic modules.
+
+mod crash;

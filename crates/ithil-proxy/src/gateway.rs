@@ -1,0 +1,1041 @@
+//! The gateway: the MCP endpoint and the tool-call pipeline.
+//!
+//! [`Gateway::handle_mcp`] is a function of the gateway's state and one buffered HTTP request,
+//! so the whole endpoint can be driven without a socket. The server routes `/mcp` to it.
+//!
+//! Every request passes the same gates, in order: the `Origin` check (403), the HTTP method
+//! (`GET` and others 405), the agent token (401), the body format, the session (400 without
+//! one, 404 for an unknown, expired or foreign one) and the `MCP-Protocol-Version` header
+//! (400). Then each JSON-RPC message is dispatched. A tool call runs governance (allowlist,
+//! scopes, write block), the budget pre-check, argument validation, the downstream request,
+//! the privacy filter, the `maxResponseTokens` limit and the atomic charge, whose write
+//! transaction also holds the call's audit record.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use bytes::Bytes;
+use http::header::ALLOW;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use ithil_audit::{Action, AuditLog, Outcome};
+use ithil_budget::{Budget, ChargeHandle, ChargeOutcome, Encoding, TokenCounter, utc_day};
+use ithil_registry::{AgentPrincipal, AuthError, Credentials, Registry};
+use ring::rand::SystemRandom;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::catalog::{Catalog, Tool};
+use crate::forward::{ErrorOrigin, ForwardError, Forwarder};
+use crate::mcp::jsonrpc::{
+    self, BUDGET_EXHAUSTED, DOWNSTREAM_FAILED, ErrorObject, FORBIDDEN, INTERNAL_ERROR,
+    INVALID_PARAMS, INVALID_REQUEST, Id, METHOD_NOT_FOUND, Message, Payload, Reply,
+};
+use crate::mcp::policy::{Shaped, refusal, shape_body};
+pub use crate::mcp::recorder::AuditSink;
+use crate::mcp::recorder::{Note, Recorder};
+use crate::mcp::session::{self, SESSION_HEADER, SessionInfo, SessionLimits, Sessions};
+use crate::mcp::tools;
+use crate::mcp::transport::{
+    OriginPolicy, ResponseFormat, bearer_token, empty, framed, is_json_content_type,
+    reply_response, response_format, transport_error, unauthorized, verified_subject,
+};
+use crate::mcp::version::{self, ProtocolVersion};
+use crate::privacy::PrivacyFilter;
+use crate::schema::ArgumentError;
+
+/// The message of every budget refusal, as the reference documents it.
+pub const BUDGET_EXHAUSTED_MESSAGE: &str =
+    "Daily token budget exhausted. Limit resets at midnight UTC.";
+
+/// Bodies at least this long are filtered and counted on a blocking thread, so that a large
+/// response does not stall the other requests of its runtime worker.
+const BLOCKING_THRESHOLD: usize = 64 * 1024;
+
+/// How refusals and downstream failures show in the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorStatus {
+    /// HTTP 200 with the JSON-RPC error in the body, for every error of a well-formed request
+    /// (401 for authentication stays). Some MCP clients drop the JSON-RPC body of a non-2xx
+    /// answer or never complete the pending request, so the agent would not see why its call
+    /// failed. The default.
+    #[default]
+    Always200,
+    /// The reference behaviour: 403 for refusals, 429 for an exhausted budget, 502 for a failed
+    /// downstream, 500 for a failure of the gateway itself, each with its JSON-RPC body.
+    Reference,
+}
+
+/// How the gateway behaves; every field has a default.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// How long a session lives without a request. Default is 30 minutes.
+    pub session_idle_timeout: std::time::Duration,
+    /// How many sessions one agent may hold; opening one more drops its least recently used.
+    /// Default is 100.
+    pub max_sessions_per_agent: usize,
+    /// Whether browser `Origin`s on loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`, any
+    /// port) are accepted. Requests without `Origin` are always accepted. Default is true.
+    pub allow_loopback_origins: bool,
+    /// Further accepted origins, such as `https://app.example.com`, compared exactly without
+    /// case. Default is empty.
+    pub allowed_origins: Vec<String>,
+    /// How refusals and downstream failures show in the HTTP status. Default is
+    /// [`ErrorStatus::Always200`].
+    pub error_status: ErrorStatus,
+    /// How many tools one `tools/list` page holds. Default is 100.
+    pub tools_page_size: usize,
+    /// The most messages one JSON-RPC batch may hold (batches exist only in 2025-03-26).
+    /// Default is 50.
+    pub max_batch_len: usize,
+    /// The deepest nesting of arrays and objects a request body may have. Default is 64.
+    pub max_json_depth: usize,
+    /// The `serverInfo.version` announced at `initialize`. Default is this crate's version.
+    pub server_version: String,
+    /// Optional `instructions` returned by `initialize`. Default is none.
+    pub instructions: Option<String>,
+    /// The tokenizer that counts tool output against budgets and `maxResponseTokens`. Default
+    /// is `o200k_base`.
+    pub encoding: Encoding,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            session_idle_timeout: std::time::Duration::from_secs(30 * 60),
+            max_sessions_per_agent: 100,
+            allow_loopback_origins: true,
+            allowed_origins: Vec::new(),
+            error_status: ErrorStatus::default(),
+            tools_page_size: 100,
+            max_batch_len: 50,
+            max_json_depth: jsonrpc::DEFAULT_MAX_DEPTH,
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            instructions: None,
+            encoding: Encoding::default(),
+        }
+    }
+}
+
+/// An answer decided before the request reached its handler (a refusal at the HTTP level),
+/// boxed because a response is large next to the values it stands beside.
+type Early = Box<Response<Full<Bytes>>>;
+
+/// What the gateway is built from: the stores and services it shares with the server.
+#[derive(Clone)]
+pub struct GatewayDeps {
+    /// The agents.
+    pub registry: Arc<Registry>,
+    /// Token verification, and the clock every decision reads.
+    pub credentials: Arc<Credentials>,
+    /// The catalog served until [`Gateway::replace_catalog`] swaps in another.
+    pub catalog: Arc<Catalog>,
+    /// Today's usage per agent, for the pre-check.
+    pub budget: Arc<Budget>,
+    /// The group-commit writer's handle: charges, and audit records of uncharged requests.
+    pub charges: ChargeHandle,
+    /// The audit trail, written inside the writer's transactions.
+    pub audit: Arc<AuditLog>,
+    /// Applied to every tool response before it is counted, returned or recorded, and to the
+    /// arguments kept in the audit trail.
+    pub privacy: Arc<PrivacyFilter>,
+    /// Called with every committed audit record; `None` writes them nowhere else.
+    pub audit_sink: Option<AuditSink>,
+    /// The daily token limit of agents without their own.
+    pub default_daily_limit: u64,
+}
+
+impl std::fmt::Debug for GatewayDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayDeps")
+            .field("tools", &self.catalog.tools.len())
+            .field("default_daily_limit", &self.default_daily_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The MCP endpoint with its sessions, catalog and downstream client.
+pub struct Gateway {
+    cfg: GatewayConfig,
+    deps: GatewayDeps,
+    recorder: Recorder,
+    catalog: RwLock<Arc<Catalog>>,
+    sessions: Sessions,
+    origins: OriginPolicy,
+    forwarder: Forwarder,
+    counter: Arc<TokenCounter>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("cfg", &self.cfg)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP status class of a JSON-RPC answer, turned into a status by [`ErrorStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Ok,
+    Forbidden,
+    Budget,
+    Downstream,
+    Internal,
+}
+
+/// One message's answer: the reply (none for notifications) and its status class. The audit
+/// record is already committed when a `Handled` exists.
+#[derive(Debug)]
+struct Handled {
+    reply: Option<Reply>,
+    class: Class,
+}
+
+/// Why a tool call ended without a result.
+#[derive(Debug)]
+enum Stop {
+    /// Refused before the charge: the caller records the outcome, then answers the error.
+    Refused(Outcome, ErrorObject, Class),
+    /// Ended at the charge, whose transaction already holds (or lost) the record.
+    Recorded(ErrorObject, Class),
+}
+
+impl Stop {
+    fn invalid_params(message: &str) -> Stop {
+        let e = ErrorObject::new(INVALID_PARAMS, message);
+        Stop::Refused(Outcome::InvalidRequest, e, Class::Ok)
+    }
+
+    fn internal() -> Stop {
+        Stop::Refused(Outcome::InternalError, internal_error(), Class::Internal)
+    }
+
+    /// A failed downstream request: the downstream's failures are -32002 (502), the gateway's
+    /// own -32603 (500).
+    fn forward(err: &ForwardError) -> Stop {
+        if err.origin() == ErrorOrigin::Gateway {
+            return Stop::internal();
+        }
+        let (outcome, message) = match err {
+            ForwardError::Timeout { .. } => (
+                Outcome::DownstreamTimeout,
+                "Downstream API failed: no answer in time",
+            ),
+            ForwardError::TooLarge { .. } => (
+                Outcome::RejectedTooLarge,
+                "Downstream API failed: response larger than allowed",
+            ),
+            ForwardError::Connect { .. } => (
+                Outcome::DownstreamError,
+                "Downstream API failed: unreachable",
+            ),
+            _ => (Outcome::DownstreamError, "Downstream API failed"),
+        };
+        let e = ErrorObject::new(DOWNSTREAM_FAILED, message);
+        Stop::Refused(outcome, e, Class::Downstream)
+    }
+}
+
+/// What every message of one HTTP request shares.
+struct Ctx<'a> {
+    principal: &'a AgentPrincipal,
+    version: ProtocolVersion,
+    peer: SocketAddr,
+}
+
+impl Gateway {
+    /// Creates the gateway.
+    ///
+    /// The session store reads time from the credentials' clock, like token checks and budget
+    /// days, so one injected clock moves them all. The charge writer behind `deps.charges` must
+    /// be running: every answer waits for its audit record's commit, so without the writer
+    /// every authenticated request fails with 500.
+    pub fn new(cfg: GatewayConfig, deps: GatewayDeps) -> Gateway {
+        let limits = SessionLimits {
+            idle_timeout: time::Duration::try_from(cfg.session_idle_timeout)
+                .unwrap_or(time::Duration::MAX),
+            max_per_agent: cfg.max_sessions_per_agent.max(1),
+        };
+        let sessions = Sessions::new(limits, Arc::clone(deps.credentials.clock()));
+        let origins = OriginPolicy {
+            allow_loopback: cfg.allow_loopback_origins,
+            allowed: cfg.allowed_origins.clone(),
+        };
+        let recorder = Recorder {
+            charges: deps.charges.clone(),
+            audit: Arc::clone(&deps.audit),
+            privacy: Arc::clone(&deps.privacy),
+            sink: deps.audit_sink.clone(),
+            clock: Arc::clone(deps.credentials.clock()),
+        };
+        Gateway {
+            recorder,
+            catalog: RwLock::new(Arc::clone(&deps.catalog)),
+            counter: Arc::new(TokenCounter::new(cfg.encoding)),
+            sessions,
+            origins,
+            forwarder: Forwarder::new(),
+            rng: SystemRandom::new(),
+            cfg,
+            deps,
+        }
+    }
+
+    /// The catalog in use; a request keeps the one it started with.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Swaps in a new catalog; requests in flight finish with the old one.
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(catalog);
+    }
+
+    /// The live sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// The client that forwards tool calls, shared with discovery fetches.
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    /// Handles one request to the MCP endpoint: `POST` (messages), `DELETE` (end a session);
+    /// every other method gets 405.
+    pub async fn handle_mcp(&self, req: Request<Bytes>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+
+        if !self.origins.allows(&parts.headers) {
+            tracing::debug!(%peer, "mcp request refused: origin not allowed");
+            return transport_error(StatusCode::FORBIDDEN, "Forbidden: origin not allowed");
+        }
+
+        match parts.method {
+            Method::POST => self.post(&parts, body, peer).await,
+            Method::DELETE => self.delete(&parts, peer).await,
+            _ => {
+                let mut resp = empty(StatusCode::METHOD_NOT_ALLOWED);
+                resp.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+                resp
+            }
+        }
+    }
+
+    /// Verifies the bearer token; the reason of a refusal goes to the debug log only.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<AgentPrincipal, Early> {
+        let token = bearer_token(headers);
+        let result = match token {
+            Some(t) => self.deps.credentials.verify_agent(t, &self.deps.registry),
+            None => Err(AuthError::Missing),
+        };
+        match result {
+            Ok(p) => Ok(p),
+            Err(err) => {
+                tracing::debug!(%peer, reason = %err, "mcp request refused: authentication failed");
+                // The token's signature and claims were good in these two cases, so its
+                // subject names a real (deleted or deactivated) agent worth an audit record.
+                if matches!(err, AuthError::UnknownAgent | AuthError::InactiveAgent)
+                    && let Some(agent_id) = token.and_then(verified_subject)
+                {
+                    let request_id = self.trace_id();
+                    let note = Note::new("mcp", Outcome::Unauthenticated);
+                    // An audit failure must not turn a 401 into something else.
+                    let _ = self.record(&agent_id, &request_id, note).await;
+                }
+                Err(Box::new(unauthorized()))
+            }
+        }
+    }
+
+    async fn post(&self, parts: &Parts, body: Bytes, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let principal = match self.authenticate(&parts.headers, peer).await {
+            Ok(p) => p,
+            Err(resp) => return *resp,
+        };
+        let agent_id = principal.agent.agent_id.as_str();
+
+        if !is_json_content_type(&parts.headers) {
+            let resp = transport_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Media Type: expected application/json",
+            );
+            return self
+                .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                .await;
+        }
+        let Some(format) = response_format(&parts.headers) else {
+            let resp = transport_error(
+                StatusCode::NOT_ACCEPTABLE,
+                "Not Acceptable: accept application/json or text/event-stream",
+            );
+            return self
+                .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                .await;
+        };
+
+        let payload = match jsonrpc::parse(&body, self.cfg.max_json_depth) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::debug!(%peer, agent.id = agent_id, error = %err, "mcp body refused");
+                let reply = Reply::error(None, err.to_error_object());
+                let resp = reply_response(StatusCode::BAD_REQUEST, format, &reply);
+                return self
+                    .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                    .await;
+            }
+        };
+
+        match payload {
+            Payload::Single(Ok(Message::Request(req))) if req.method == "initialize" => {
+                self.initialize(&principal, req.id, req.params.as_ref(), format)
+                    .await
+            }
+            Payload::Single(Ok(Message::Request(req))) if req.method == "server/discover" => {
+                // The stateless 2026-07-28 probe. A plain "method not found" with 400 makes
+                // current SDKs fall back to `initialize`; the revision's own -32022 would make
+                // them treat the server as a 2026 server that refused their version.
+                let err = ErrorObject::new(METHOD_NOT_FOUND, "Method not found: server/discover");
+                let reply = Reply::error(Some(req.id), err);
+                let resp = reply_response(StatusCode::BAD_REQUEST, format, &reply);
+                self.refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                    .await
+            }
+            Payload::Single(Err(invalid)) => {
+                let reply = Reply::error(invalid.id, invalid.error);
+                let resp = reply_response(StatusCode::BAD_REQUEST, format, &reply);
+                self.refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                    .await
+            }
+            Payload::Single(Ok(message)) => {
+                let (_, version) = match self.session(&parts.headers, agent_id, peer) {
+                    Ok(s) => s,
+                    Err((outcome, resp)) => {
+                        return self.refuse_http(agent_id, outcome, *resp).await;
+                    }
+                };
+                let ctx = Ctx {
+                    principal: &principal,
+                    version,
+                    peer,
+                };
+                let handled = self.dispatch(&ctx, message).await;
+                match handled.reply {
+                    // A notification whose record could not be committed is not accepted.
+                    None if handled.class == Class::Internal => {
+                        transport_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+                    }
+                    None => empty(StatusCode::ACCEPTED),
+                    Some(reply) => reply_response(self.status(handled.class), format, &reply),
+                }
+            }
+            Payload::Batch(items) => {
+                let (session, version) = match self.session(&parts.headers, agent_id, peer) {
+                    Ok(s) => s,
+                    Err((outcome, resp)) => {
+                        return self.refuse_http(agent_id, outcome, *resp).await;
+                    }
+                };
+                let refusal = if !session.version.allows_batches() {
+                    Some(format!(
+                        "Invalid Request: protocol version {} does not allow batches",
+                        session.version
+                    ))
+                } else if items.len() > self.cfg.max_batch_len {
+                    Some(format!(
+                        "Invalid Request: a batch may hold at most {} messages",
+                        self.cfg.max_batch_len
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = refusal {
+                    let resp = transport_error(StatusCode::BAD_REQUEST, &message);
+                    return self
+                        .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                        .await;
+                }
+                let ctx = Ctx {
+                    principal: &principal,
+                    version,
+                    peer,
+                };
+                self.batch(&ctx, items, format).await
+            }
+        }
+    }
+
+    /// Records the refusal of an authenticated request at the HTTP level, then answers `resp`.
+    async fn refuse_http(
+        &self,
+        agent_id: &str,
+        outcome: Outcome,
+        resp: Response<Full<Bytes>>,
+    ) -> Response<Full<Bytes>> {
+        let request_id = self.trace_id();
+        match self
+            .record(agent_id, &request_id, Note::new("mcp", outcome))
+            .await
+        {
+            Ok(()) => resp,
+            Err(failed) => *failed,
+        }
+    }
+
+    /// Runs a batch in order and answers with the array of its replies (202 when it held only
+    /// notifications and responses).
+    async fn batch(
+        &self,
+        ctx: &Ctx<'_>,
+        items: Vec<Result<Message, jsonrpc::Invalid>>,
+        format: ResponseFormat,
+    ) -> Response<Full<Bytes>> {
+        let agent_id = ctx.principal.agent.agent_id.as_str();
+        let mut replies = Vec::new();
+        for item in items {
+            let reply = match item {
+                Ok(Message::Request(req)) if req.method == "initialize" => {
+                    let request_id = self.trace_id();
+                    let note = Note::new("initialize", Outcome::InvalidRequest);
+                    if let Err(resp) = self.record(agent_id, &request_id, note).await {
+                        return *resp;
+                    }
+                    Some(Reply::error(
+                        Some(req.id),
+                        ErrorObject::new(
+                            INVALID_REQUEST,
+                            "Invalid Request: initialize must not be part of a batch",
+                        ),
+                    ))
+                }
+                Ok(message) => self.dispatch(ctx, message).await.reply,
+                Err(invalid) => {
+                    let request_id = self.trace_id();
+                    let note = Note::new("mcp", Outcome::InvalidRequest);
+                    if let Err(resp) = self.record(agent_id, &request_id, note).await {
+                        return *resp;
+                    }
+                    Some(Reply::error(invalid.id, invalid.error))
+                }
+            };
+            replies.extend(reply);
+        }
+        if replies.is_empty() {
+            return empty(StatusCode::ACCEPTED);
+        }
+        // Serializing `Value`s into a `Vec` cannot fail.
+        let json = serde_json::to_vec(&replies).unwrap_or_default();
+        framed(StatusCode::OK, format, json)
+    }
+
+    /// Finds the request's session and decides its protocol version.
+    fn session(
+        &self,
+        headers: &HeaderMap,
+        agent_id: &str,
+        peer: SocketAddr,
+    ) -> Result<(SessionInfo, ProtocolVersion), (Outcome, Early)> {
+        let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+            let resp = transport_error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required",
+            );
+            return Err((Outcome::InvalidRequest, Box::new(resp)));
+        };
+        let session = self.sessions.touch(id, agent_id).map_err(|err| {
+            tracing::debug!(%peer, agent.id = agent_id, reason = %err, "mcp session refused");
+            let resp = transport_error(StatusCode::NOT_FOUND, "Session not found");
+            (Outcome::NotFound, Box::new(resp))
+        })?;
+        let version = version::request_version(headers, session.version).map_err(|err| {
+            tracing::debug!(%peer, agent.id = agent_id, reason = %err, "mcp version header refused");
+            let resp = transport_error(StatusCode::BAD_REQUEST, &format!("Bad Request: {err}"));
+            (Outcome::InvalidRequest, Box::new(resp))
+        })?;
+        Ok((session, version))
+    }
+
+    async fn initialize(
+        &self,
+        principal: &AgentPrincipal,
+        id: Id,
+        params: Option<&Value>,
+        format: ResponseFormat,
+    ) -> Response<Full<Bytes>> {
+        let agent_id = principal.agent.agent_id.as_str();
+        let request_id = self.trace_id();
+        let requested = params
+            .and_then(|p| p.get("protocolVersion"))
+            .and_then(Value::as_str);
+        let version = ProtocolVersion::negotiate(requested);
+
+        let session_id = match self.sessions.create(agent_id, version) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::debug!(agent.id = agent_id, error = %err, "session could not be created");
+                let note = Note::new(Action::Initialize.as_str(), Outcome::InternalError);
+                if let Err(resp) = self.record(agent_id, &request_id, note).await {
+                    return *resp;
+                }
+                let reply =
+                    Reply::error(Some(id), ErrorObject::new(INTERNAL_ERROR, "Internal error"));
+                return reply_response(self.status(Class::Internal), format, &reply);
+            }
+        };
+
+        let note = Note::new(Action::Initialize.as_str(), Outcome::Ok);
+        if let Err(resp) = self.record(agent_id, &request_id, note).await {
+            // Nothing was answered, so the session would only linger unused.
+            let _ = self.sessions.end(&session_id, agent_id);
+            return *resp;
+        }
+        tracing::debug!(
+            agent.id = agent_id,
+            request.id = %request_id,
+            version = %version,
+            requested = requested.unwrap_or(""),
+            "mcp session opened"
+        );
+
+        let result = tools::initialize_result(
+            version,
+            &self.cfg.server_version,
+            self.cfg.instructions.as_deref(),
+        );
+        let mut resp = reply_response(StatusCode::OK, format, &Reply::result(id, result));
+        if let Ok(value) = HeaderValue::from_str(&session_id) {
+            resp.headers_mut().insert(SESSION_HEADER, value);
+        }
+        resp
+    }
+
+    async fn delete(&self, parts: &Parts, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let principal = match self.authenticate(&parts.headers, peer).await {
+            Ok(p) => p,
+            Err(resp) => return *resp,
+        };
+        let agent_id = principal.agent.agent_id.as_str();
+        let Some(id) = parts
+            .headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            let resp = transport_error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required",
+            );
+            return self
+                .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                .await;
+        };
+        let request_id = self.trace_id();
+        let ended = self.sessions.end(id, agent_id);
+        let outcome = if ended.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::NotFound
+        };
+        if let Err(resp) = self
+            .record(
+                agent_id,
+                &request_id,
+                Note::new(Action::SessionDelete.as_str(), outcome),
+            )
+            .await
+        {
+            return *resp;
+        }
+        match ended {
+            Ok(()) => empty(StatusCode::OK),
+            Err(err) => {
+                tracing::debug!(%peer, agent.id = agent_id, reason = %err, "mcp session not ended");
+                transport_error(StatusCode::NOT_FOUND, "Session not found")
+            }
+        }
+    }
+
+    /// Handles one message within a session and commits its audit record, inside a debug
+    /// span that carries the trace id.
+    async fn dispatch(&self, ctx: &Ctx<'_>, message: Message) -> Handled {
+        use tracing::Instrument as _;
+        let request_id = self.trace_id();
+        let span = tracing::debug_span!(
+            "mcp",
+            request.id = %request_id,
+            agent.id = %ctx.principal.agent.agent_id,
+            method = message.method().unwrap_or("response"),
+        );
+        self.dispatch_in_span(ctx, message, request_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn dispatch_in_span(
+        &self,
+        ctx: &Ctx<'_>,
+        message: Message,
+        request_id: String,
+    ) -> Handled {
+        let agent_id = ctx.principal.agent.agent_id.as_str();
+
+        let (id, method, params) = match message {
+            Message::Request(r) => (Some(r.id), r.method, r.params),
+            Message::Notification(n) => (None, n.method, n.params),
+            Message::Response(_) => {
+                // The gateway sends no requests, so a response answers nothing it waits for.
+                return Handled {
+                    reply: None,
+                    class: Class::Ok,
+                };
+            }
+        };
+
+        let Some(id) = id else {
+            // Notifications: `initialized` and `cancelled` need no action (a call in flight
+            // cannot be taken back from its downstream), and unknown ones are ignored, as
+            // JSON-RPC asks.
+            let note = Note::new(method, Outcome::Ok);
+            return match self.record(agent_id, &request_id, note).await {
+                Ok(()) => Handled {
+                    reply: None,
+                    class: Class::Ok,
+                },
+                Err(_) => Handled {
+                    reply: None,
+                    class: Class::Internal,
+                },
+            };
+        };
+
+        if method == "tools/call" {
+            return self.tools_call(ctx, &request_id, id, params.as_ref()).await;
+        }
+
+        let (outcome, note) = match method.as_str() {
+            "ping" => (Ok(json!({})), Note::new(Action::Ping.as_str(), Outcome::Ok)),
+            "tools/list" => match tools::list_page(
+                &self.catalog(),
+                ctx.principal,
+                params.as_ref(),
+                self.cfg.tools_page_size,
+            ) {
+                Ok(v) => (Ok(v), Note::new(Action::ToolsList.as_str(), Outcome::Ok)),
+                Err(e) => (
+                    Err(e),
+                    Note::new(Action::ToolsList.as_str(), Outcome::InvalidRequest),
+                ),
+            },
+            other => (
+                Err(ErrorObject::new(
+                    METHOD_NOT_FOUND,
+                    format!("Method not found: {}", truncate_chars(other, 64)),
+                )),
+                Note::new(truncate_chars(other, 64), Outcome::InvalidRequest),
+            ),
+        };
+        if let Err(handled) = self.record_or_fail(agent_id, &request_id, note, &id).await {
+            return handled;
+        }
+        tracing::debug!(request.id = %request_id, agent.id = agent_id, method = %method, peer = %ctx.peer, "mcp request handled");
+        Handled {
+            reply: Some(Reply {
+                id: Some(id),
+                outcome,
+            }),
+            class: Class::Ok,
+        }
+    }
+
+    /// The tool-call pipeline; its steps are in [`Gateway::run_call`].
+    async fn tools_call(
+        &self,
+        ctx: &Ctx<'_>,
+        request_id: &str,
+        id: Id,
+        params: Option<&Value>,
+    ) -> Handled {
+        let agent_id = ctx.principal.agent.agent_id.as_str();
+        let mut note = Note::new(Action::ToolsCall.as_str(), Outcome::InvalidRequest);
+        match self.run_call(ctx, request_id, params, &mut note).await {
+            Ok(result) => Handled {
+                reply: Some(Reply::result(id, result)),
+                class: Class::Ok,
+            },
+            Err(Stop::Refused(outcome, error, class)) => {
+                note.outcome = outcome;
+                self.refuse(agent_id, request_id, note, id, error, class)
+                    .await
+            }
+            Err(Stop::Recorded(error, class)) => Handled {
+                reply: Some(Reply::error(Some(id), error)),
+                class,
+            },
+        }
+    }
+
+    /// Runs a tool call up to its charged result, or stops it. `note` collects the audit
+    /// fields as the call goes; a stop before the charge is recorded by the caller.
+    async fn run_call(
+        &self,
+        ctx: &Ctx<'_>,
+        request_id: &str,
+        params: Option<&Value>,
+        note: &mut Note,
+    ) -> Result<Value, Stop> {
+        let principal = ctx.principal;
+        let agent = &principal.agent;
+        let agent_id = agent.agent_id.as_str();
+
+        // The request: a tool name and an object of arguments.
+        let params = jsonrpc::params_object(params)
+            .map_err(|e| Stop::Refused(Outcome::InvalidRequest, e, Class::Ok))?;
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Err(Stop::invalid_params(
+                "Invalid params: name must be a string",
+            ));
+        };
+        note.tool = Some(truncate_chars(name, 128));
+        let args = match params.get("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => {
+                return Err(Stop::invalid_params(
+                    "Invalid params: arguments must be an object",
+                ));
+            }
+        };
+        note.arguments = Some(Value::Object(args.clone()));
+
+        // Governance: the tool must exist and the agent may call it. Nothing leaves the
+        // gateway before these checks pass.
+        let catalog = self.catalog();
+        let Some(tool) = catalog.tool(name) else {
+            let message = format!("Unknown tool: {}", truncate_chars(name, 128));
+            let e = ErrorObject::new(INVALID_PARAMS, message);
+            return Err(Stop::Refused(Outcome::UnknownTool, e, Class::Ok));
+        };
+        if let Some(refusal) = refusal(principal, tool) {
+            let e = ErrorObject::new(FORBIDDEN, refusal.message(tool));
+            return Err(Stop::Refused(refusal.outcome(), e, Class::Forbidden));
+        }
+
+        // The budget pre-check: an agent with nothing left does not reach the downstream.
+        let day = utc_day(self.now());
+        let limit = agent.daily_limit(self.deps.default_daily_limit);
+        if self.deps.budget.remaining(agent_id, limit, day) == 0 {
+            let e = ErrorObject::new(BUDGET_EXHAUSTED, BUDGET_EXHAUSTED_MESSAGE);
+            return Err(Stop::Refused(Outcome::BudgetExhausted, e, Class::Budget));
+        }
+
+        // The arguments, checked against the schema, then placed into the request.
+        let invalid = |err: ArgumentError| {
+            let e = ErrorObject::new(INVALID_PARAMS, format!("Invalid arguments: {err}"));
+            Stop::Refused(Outcome::InvalidArguments, e, Class::Ok)
+        };
+        tool.compiled_schema
+            .validate_arguments(&args)
+            .map_err(invalid)?;
+        let ds = catalog.downstream_of(tool).ok_or_else(Stop::internal)?;
+        let request = match tool.build_request(ds, &args, request_id) {
+            Ok(r) => r,
+            Err(ArgumentError::Request(err)) => {
+                tracing::debug!(request.id = request_id, tool = name, error = %err, "downstream request not built");
+                return Err(Stop::internal());
+            }
+            Err(err) => return Err(invalid(err)),
+        };
+
+        // The downstream call. Only 2xx and 4xx answers reach the agent.
+        tracing::debug!(request.id = request_id, tool = name, downstream = %ds.name, "forwarding tool call");
+        let forwarded = self.forwarder.send(ds, request).await.map_err(|err| {
+            tracing::debug!(request.id = request_id, tool = name, error = %err, "downstream failed");
+            Stop::forward(&err)
+        })?;
+        let status = forwarded.status;
+        note.downstream_status = Some(status.as_u16());
+        note.latency_ms = Some(u64::try_from(forwarded.latency.as_millis()).unwrap_or(u64::MAX));
+        if !(status.is_success() || status.is_client_error()) {
+            tracing::debug!(
+                request.id = request_id,
+                tool = name,
+                status = status.as_u16(),
+                "downstream answered with an error"
+            );
+            let message = format!("Downstream API failed: HTTP {}", status.as_u16());
+            let e = ErrorObject::new(DOWNSTREAM_FAILED, message)
+                .with_data(json!({ "status": status.as_u16() }));
+            return Err(Stop::Refused(
+                Outcome::DownstreamError,
+                e,
+                Class::Downstream,
+            ));
+        }
+
+        // What the agent will receive: filtered, then held to the tool's token limit.
+        let shaped = self
+            .shape(Arc::clone(tool), status, forwarded.body, ctx.version)
+            .await;
+        note.outcome = shaped.outcome;
+        let tokens = shaped.tokens;
+
+        // The atomic charge, with the audit record in the same write transaction: the result
+        // leaves only once both are durable.
+        let charged = self
+            .recorder
+            .charge(agent_id, request_id, note.clone(), (day, tokens, limit))
+            .await;
+        match charged {
+            Ok(ChargeOutcome::Charged { used }) => {
+                tracing::debug!(
+                    request.id = request_id,
+                    tool = name,
+                    tokens,
+                    used,
+                    "tool call charged"
+                );
+                Ok(shaped.result)
+            }
+            Ok(ChargeOutcome::OverLimit { used, limit }) => {
+                tracing::debug!(
+                    request.id = request_id,
+                    tool = name,
+                    tokens,
+                    used,
+                    limit,
+                    "tool result withheld over budget"
+                );
+                let e = ErrorObject::new(BUDGET_EXHAUSTED, BUDGET_EXHAUSTED_MESSAGE);
+                Err(Stop::Recorded(e, Class::Budget))
+            }
+            Ok(ChargeOutcome::NotCharged) => Err(Stop::Recorded(internal_error(), Class::Internal)),
+            Err(err) => {
+                // The record shared the failed transaction, so neither charge nor record exist.
+                tracing::debug!(request.id = request_id, error = %err, "charge failed, result withheld");
+                Err(Stop::Recorded(internal_error(), Class::Internal))
+            }
+        }
+    }
+
+    /// Filters a downstream body, holds it to the tool's token limit and builds the result.
+    async fn shape(
+        &self,
+        tool: Arc<Tool>,
+        status: StatusCode,
+        body: Bytes,
+        version: ProtocolVersion,
+    ) -> Shaped {
+        let privacy = Arc::clone(&self.deps.privacy);
+        let counter = Arc::clone(&self.counter);
+        if body.len() < BLOCKING_THRESHOLD {
+            return shape_body(&privacy, &counter, &tool, status, &body, version);
+        }
+        let work = move || shape_body(&privacy, &counter, &tool, status, &body, version);
+        match tokio::task::spawn_blocking(work).await {
+            Ok(shaped) => shaped,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+
+    /// Commits the record of a refused or failed call, then answers with `error`.
+    async fn refuse(
+        &self,
+        agent_id: &str,
+        request_id: &str,
+        note: Note,
+        id: Id,
+        error: ErrorObject,
+        class: Class,
+    ) -> Handled {
+        tracing::debug!(
+            request.id = request_id,
+            agent.id = agent_id,
+            tool = note.tool.as_deref().unwrap_or(""),
+            outcome = note.outcome.as_str(),
+            code = error.code,
+            "tool call refused"
+        );
+        if let Err(handled) = self.record_or_fail(agent_id, request_id, note, &id).await {
+            return handled;
+        }
+        Handled {
+            reply: Some(Reply::error(Some(id), error)),
+            class,
+        }
+    }
+
+    /// Commits an audit record; a failure becomes an internal error for request `id`.
+    async fn record_or_fail(
+        &self,
+        agent_id: &str,
+        request_id: &str,
+        note: Note,
+        id: &Id,
+    ) -> Result<(), Handled> {
+        self.record(agent_id, request_id, note)
+            .await
+            .map_err(|_| Handled {
+                reply: Some(Reply::error(
+                    Some(id.clone()),
+                    ErrorObject::new(INTERNAL_ERROR, "Internal error"),
+                )),
+                class: Class::Internal,
+            })
+    }
+
+    /// Commits an audit record, durably, before the caller answers.
+    ///
+    /// # Errors
+    ///
+    /// Returns a 500 response (JSON-RPC internal error) when the record could not be committed;
+    /// nothing may be answered as if it had been recorded.
+    async fn record(&self, agent_id: &str, request_id: &str, note: Note) -> Result<(), Early> {
+        self.recorder
+            .record(agent_id, request_id, note)
+            .await
+            .map_err(|err| {
+                tracing::debug!(request.id = request_id, error = %err, "audit record not committed");
+                Box::new(reply_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ResponseFormat::Json,
+                    &Reply::error(None, ErrorObject::new(INTERNAL_ERROR, "Internal error")),
+                ))
+            })
+    }
+
+    fn status(&self, class: Class) -> StatusCode {
+        match (self.cfg.error_status, class) {
+            (_, Class::Ok) | (ErrorStatus::Always200, _) => StatusCode::OK,
+            (ErrorStatus::Reference, Class::Forbidden) => StatusCode::FORBIDDEN,
+            (ErrorStatus::Reference, Class::Budget) => StatusCode::TOO_MANY_REQUESTS,
+            (ErrorStatus::Reference, Class::Downstream) => StatusCode::BAD_GATEWAY,
+            (ErrorStatus::Reference, Class::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.deps.credentials.clock().now()
+    }
+
+    /// A fresh trace id: 64 random bits as 16 hex digits. It is the audit record's
+    /// `requestId` and the downstream's `x-request-id`.
+    fn trace_id(&self) -> String {
+        session::random_hex(&self.rng, 8).unwrap_or_else(|_| "0000000000000000".to_owned())
+    }
+}
+
+fn internal_error() -> ErrorObject {
+    ErrorObject::new(INTERNAL_ERROR, "Internal error")
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}

@@ -1,0 +1,209 @@
+//! The `ithil` gateway binary: parse the command line, run the command, map the outcome to an
+//! exit code.
+
+mod catalog;
+mod config;
+mod peer;
+mod routes;
+mod server;
+mod state;
+mod store;
+mod throttle;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Environment, Flags};
+
+/// Ithil: a governance gateway that lets AI agents use an existing HTTP API safely.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the gateway.
+    Serve(ServeArgs),
+    /// Read the configuration as `serve` would, print a summary and exit.
+    CheckConfig(ServeArgs),
+    /// Print every configuration key with its environment variable, type and default.
+    ConfigKeys,
+    /// Work with tool catalogs.
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolsCommand {
+    /// Print the manifest the gateway would load from an OpenAPI document, for review.
+    Import {
+        /// The OpenAPI 3.0 or 3.1 document (JSON).
+        file: PathBuf,
+        /// The base URL of the downstream, overriding `servers[0].url`
+        /// (NAME is the file's stem).
+        #[arg(long, value_name = "NAME=URL")]
+        downstream_url: Vec<String>,
+    },
+}
+
+/// The flags that carry configuration; they override the file and the environment.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// A JSON configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The address to listen on [default: 127.0.0.1:5100].
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+
+    /// The directory of the store [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// Development mode: /dev/admin-token and /dev/token answer to loopback peers.
+    #[arg(long)]
+    dev: bool,
+
+    /// A catalog file (manifest or OpenAPI document) to load; repeatable.
+    #[arg(long, value_name = "FILE")]
+    catalog: Vec<PathBuf>,
+
+    /// The base URL of a downstream, overriding its catalog's; repeatable.
+    #[arg(long, value_name = "NAME=URL")]
+    downstream_url: Vec<String>,
+}
+
+impl ServeArgs {
+    fn flags(self) -> Flags {
+        Flags {
+            config: self.config,
+            listen: self.listen,
+            data: self.data,
+            dev: self.dev,
+            catalog: self.catalog,
+            downstream_urls: self.downstream_url,
+        }
+    }
+}
+
+/// Why a command failed, which decides the exit code.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// Invalid configuration: exit code 2, like a usage error.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The server failed: exit code 1.
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+
+    /// The async runtime could not start: exit code 1.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+
+    /// A catalog file could not be imported: exit code 1.
+    #[error("cannot import the catalog file")]
+    Import(#[source] ithil_proxy::catalog::CatalogError),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("ithil: error: {}", chain(&failure));
+            match failure {
+                Failure::Config(_) => ExitCode::from(2),
+                Failure::Serve(_) | Failure::Runtime(_) | Failure::Import(_) => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let env = Environment::from_process();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::load(&args.flags(), &env)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(Failure::Runtime)?;
+            let writer = runtime.block_on(server::serve(config, env))?;
+            // Dropping the runtime drops every task still holding handler state, which ends
+            // the budget writer once its queue is committed.
+            drop(runtime);
+            if writer.join().is_err() {
+                tracing::error!("the budget writer panicked");
+            }
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::CheckConfig(args) => {
+            let config = Config::load(&args.flags(), &env)?;
+            println!(
+                "configuration is valid: listen={} data={} {config}",
+                config.server.listen,
+                config.server.data_dir.display()
+            );
+            Ok(())
+        }
+        Command::ConfigKeys => {
+            print!("{}", config::keys::markdown_table());
+            Ok(())
+        }
+        Command::Tools {
+            command:
+                ToolsCommand::Import {
+                    file,
+                    downstream_url,
+                },
+        } => {
+            let flags = Flags {
+                downstream_urls: downstream_url,
+                ..Flags::default()
+            };
+            let config = Config::load(&flags, &env)?;
+            let source = catalog::CatalogSource::new(&config, &env).map_err(Failure::Import)?;
+            let manifest = ithil_proxy::catalog::openapi::to_manifest(&file, source.options())
+                .map_err(Failure::Import)?;
+            let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`); stdout carries the audit trail.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// An error and its causes on one line: `cannot open store data/ithil.redb: ...`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

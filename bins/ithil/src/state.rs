@@ -1,0 +1,321 @@
+//! Everything a request handler needs, built once at start from the configuration and the store.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ithil_audit::{AuditError, AuditLog, AuditRecord};
+use ithil_budget::{Budget, BudgetConfig, BudgetError, ChargeHandle, ChargeWriter};
+use ithil_proxy::catalog::CatalogError;
+use ithil_proxy::gateway::{AuditSink, Gateway, GatewayConfig, GatewayDeps};
+use ithil_proxy::privacy::{CustomRule, PrivacyError, PrivacyFilter};
+use ithil_registry::{Credentials, Registry, RegistryError};
+use ithil_token::{Clock, KeyError, KeyRing, SigningKey};
+use ring::hmac;
+use ring::rand::{SecureRandom as _, SystemRandom};
+use tracing::debug;
+
+use crate::catalog::CatalogSource;
+use crate::config::{Config, Environment};
+use crate::store::{self, Store, StoreError};
+use crate::throttle::FailureThrottle;
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    /// The registry could not be opened on the store.
+    #[error("cannot open the agent registry")]
+    Registry(#[source] RegistryError),
+
+    /// The signing key was refused or could not be generated.
+    #[error("signing key unusable")]
+    Key(#[source] KeyError),
+
+    /// The budget tables could not be opened.
+    #[error("cannot open the budget store")]
+    Budget(#[source] BudgetError),
+
+    /// The audit tables could not be opened.
+    #[error("cannot open the audit trail")]
+    Audit(#[source] AuditError),
+
+    /// A custom privacy rule is unusable.
+    #[error("invalid configuration value for configuration key {key}")]
+    Privacy {
+        /// The rule's key, such as `privacy.customRules.0`.
+        key: String,
+        /// Why.
+        #[source]
+        source: PrivacyError,
+    },
+
+    /// A catalog file or the discovered downstream is unusable.
+    #[error("cannot load the tool catalog")]
+    Catalog(#[source] CatalogError),
+
+    /// The system random source failed.
+    #[error("the system random source failed")]
+    Random,
+}
+
+/// The shared state of the HTTP handlers.
+pub struct AppState {
+    /// The store, for the server's own meta table.
+    pub store: Store,
+    /// The agents.
+    pub registry: Arc<Registry>,
+    /// Issues and verifies tokens.
+    pub credentials: Arc<Credentials>,
+    /// The clock every handler reads.
+    pub clock: Arc<dyn Clock>,
+    /// The API key check; `None` when no key is configured (the exchange answers 404).
+    pub api_key: Option<ApiKeyCheck>,
+    /// Wrong API keys by peer address.
+    pub throttle: FailureThrottle,
+    /// Development mode.
+    pub dev: bool,
+    /// The largest request body read.
+    pub max_body_bytes: usize,
+    /// The lifetime of admin tokens.
+    pub admin_token_ttl: time::Duration,
+    /// Readiness of the parts that load after the store.
+    pub readiness: Readiness,
+    /// Serializes creation of the development agent, so that two first requests make one.
+    pub dev_agent: tokio::sync::Mutex<()>,
+    /// The key id of the signing key, for the start-up log.
+    pub signing_kid: String,
+    /// The MCP endpoint.
+    pub gateway: Arc<Gateway>,
+    /// The catalog's sources, for discovery and reloads.
+    pub catalog: CatalogSource,
+    /// Budget usage, read side.
+    pub budget: Arc<Budget>,
+    /// Budget and audit writes, through the group-commit writer.
+    pub charges: ChargeHandle,
+    /// The audit trail.
+    pub audit: Arc<AuditLog>,
+    /// Where committed audit records also go (stdout), unless turned off.
+    pub audit_sink: Option<AuditSink>,
+    /// The daily token limit of agents without their own.
+    pub default_daily_limit: u64,
+    /// Days audit records are kept.
+    pub audit_retention_days: u32,
+    random: SystemRandom,
+}
+
+impl AppState {
+    /// Builds the state on an open store, with `clock` as the only source of time; `env` is
+    /// what `${env:NAME}` in catalog files reads. The caller runs the returned budget writer
+    /// (it blocks its thread) until the state is dropped.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a store table cannot be read, the key is unusable, a privacy rule does not
+    /// compile, or a catalog file does not load.
+    pub fn build(
+        config: &Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        env: &Environment,
+    ) -> Result<(AppState, ChargeWriter), StateError> {
+        let key_bytes = match &config.jwt.signing_key {
+            Some(configured) => configured.expose().clone(),
+            None => store
+                .signing_key(|| SigningKey::generate().map(|k| k.expose_secret().to_vec()))?
+                .map_err(StateError::Key)?,
+        };
+        let signing_kid = store::key_id(&key_bytes);
+        let key = SigningKey::from_bytes(&key_bytes).map_err(StateError::Key)?;
+        let keys = KeyRing::new(signing_kid.clone(), key);
+
+        let credentials = Credentials::new(
+            keys,
+            config.jwt.issuer.clone(),
+            config.jwt.audience.clone(),
+            Arc::clone(&clock),
+        );
+        let registry =
+            Registry::open(Arc::clone(store.database())).map_err(StateError::Registry)?;
+
+        let api_key = match &config.admin.api_key {
+            Some(key) => Some(ApiKeyCheck::new(key.expose()).ok_or(StateError::Random)?),
+            None => None,
+        };
+
+        let budget_config = BudgetConfig {
+            retention_days: config.budget_retention_days,
+            ..BudgetConfig::default()
+        };
+        let budget = Budget::open_with(Arc::clone(store.database()), budget_config)
+            .map_err(StateError::Budget)?;
+        let (charges, writer) = budget.writer();
+        let audit = AuditLog::open(Arc::clone(store.database())).map_err(StateError::Audit)?;
+
+        let rules: Vec<CustomRule> = config
+            .privacy_rules
+            .iter()
+            .map(|rule| CustomRule::new(rule.pattern.clone(), rule.replacement.clone()))
+            .collect();
+        let privacy = PrivacyFilter::new(&rules).map_err(|source| {
+            let key = match &source {
+                PrivacyError::InvalidPattern { index, .. } => config.privacy_rules.get(*index),
+                _ => None,
+            }
+            .map_or_else(|| "privacy.customRules".to_owned(), |rule| rule.key.clone());
+            StateError::Privacy { key, source }
+        })?;
+
+        let catalog = CatalogSource::new(config, env).map_err(StateError::Catalog)?;
+        let loaded = catalog.load().map_err(StateError::Catalog)?;
+
+        let registry = Arc::new(registry);
+        let credentials = Arc::new(credentials);
+        let budget = Arc::new(budget);
+        let audit = Arc::new(audit);
+        let audit_sink = (!config.audit_disable_stdout_sink).then(stdout_sink);
+        let gateway_config = GatewayConfig {
+            session_idle_timeout: config.sessions.idle_timeout,
+            max_sessions_per_agent: config.sessions.max_per_agent,
+            allow_loopback_origins: config.mcp.allow_loopback_origins,
+            allowed_origins: config.mcp.allowed_origins.clone(),
+            error_status: config.mcp.error_status,
+            encoding: config.budget_encoding,
+            ..GatewayConfig::default()
+        };
+        let gateway = Gateway::new(
+            gateway_config,
+            GatewayDeps {
+                registry: Arc::clone(&registry),
+                credentials: Arc::clone(&credentials),
+                catalog: Arc::new(loaded),
+                budget: Arc::clone(&budget),
+                charges: charges.clone(),
+                audit: Arc::clone(&audit),
+                privacy: Arc::new(privacy),
+                audit_sink: audit_sink.clone(),
+                default_daily_limit: config.default_daily_token_limit,
+            },
+        );
+
+        let readiness = Readiness::default();
+        readiness.set_catalog(catalog.complete());
+
+        let state = AppState {
+            store,
+            registry,
+            credentials,
+            throttle: FailureThrottle::new(Arc::clone(&clock)),
+            clock,
+            api_key,
+            dev: config.dev,
+            max_body_bytes: config.server.max_body_bytes,
+            admin_token_ttl: time::Duration::days(i64::from(config.admin.token_expiry_days)),
+            readiness,
+            dev_agent: tokio::sync::Mutex::new(()),
+            signing_kid,
+            gateway: Arc::new(gateway),
+            catalog,
+            budget,
+            charges,
+            audit,
+            audit_sink,
+            default_daily_limit: config.default_daily_token_limit,
+            audit_retention_days: config.audit_retention_days,
+            random: SystemRandom::new(),
+        };
+        Ok((state, writer))
+    }
+
+    /// A fresh request id for records of management actions: `req_` and 16 hex digits.
+    pub fn request_id(&self) -> String {
+        let mut bytes = [0u8; 8];
+        // Request ids only correlate log lines and records; a failing random source leaves
+        // zeros rather than failing the request.
+        let _ = self.random.fill(&mut bytes);
+        let mut id = String::from("req_");
+        for b in bytes {
+            id.push_str(&format!("{b:02x}"));
+        }
+        id
+    }
+}
+
+/// Writes every committed audit record to stdout as one JSON line.
+fn stdout_sink() -> AuditSink {
+    Arc::new(|record: &AuditRecord| {
+        let line = record.to_json_line();
+        let mut out = std::io::stdout().lock();
+        if let Err(error) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            debug!(error = %error, "audit record not written to stdout");
+        }
+    })
+}
+
+/// Compares presented API keys with the configured one in constant time.
+///
+/// Both sides go through HMAC-SHA256 under a key drawn at start, and `ring` compares the tags in
+/// constant time, so neither the content nor the length of the configured key leaks through
+/// timing.
+pub struct ApiKeyCheck {
+    key: hmac::Key,
+    tag: hmac::Tag,
+}
+
+impl ApiKeyCheck {
+    /// A check against `api_key`; `None` when the random source fails.
+    pub fn new(api_key: &str) -> Option<ApiKeyCheck> {
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new()).ok()?;
+        let tag = hmac::sign(&key, api_key.as_bytes());
+        Some(ApiKeyCheck { key, tag })
+    }
+
+    /// Tells whether `candidate` is the configured key.
+    pub fn matches(&self, candidate: &str) -> bool {
+        hmac::verify(&self.key, candidate.as_bytes(), self.tag.as_ref()).is_ok()
+    }
+}
+
+/// Whether the parts that load after the store are ready.
+#[derive(Debug)]
+pub struct Readiness {
+    catalog: AtomicBool,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            catalog: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Readiness {
+    /// Whether the tool catalog is loaded (an empty catalog counts as loaded).
+    pub fn catalog(&self) -> bool {
+        self.catalog.load(Ordering::Acquire)
+    }
+
+    /// Marks the catalog loaded or not.
+    pub fn set_catalog(&self, ready: bool) {
+        self.catalog.store(ready, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_check_accepts_only_the_exact_key() {
+        let check = ApiKeyCheck::new("0123456789abcdef").unwrap();
+        assert!(check.matches("0123456789abcdef"));
+        assert!(!check.matches("0123456789abcdeF"));
+        assert!(!check.matches("0123456789abcde"));
+        assert!(!check.matches("0123456789abcdef "));
+        assert!(!check.matches(""));
+    }
+}

@@ -1,0 +1,1 @@
+//! The audit trail and the privacy filter end to end.

@@ -1,0 +1,1 @@
+//! Hostile and faulty traffic: limits, slow clients, broken downstreams, shutdown under load.

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binary, a real downstream, real MCP clients.
+
+mod audit;
+mod budget;
+mod hostile;
+mod management;
+mod mcp_clients;

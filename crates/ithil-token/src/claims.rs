@@ -23,9 +23,9 @@ pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
 /// since the Unix epoch, from 0 to [`MAX_TIMESTAMP`].
 ///
 /// Numbers in the application claims are parsed by serde_json as the build configures it.
-/// Without serde_json's `float_roundtrip` feature its float parser is not correctly rounded for
-/// long literals: one with many significant digits may come back a unit in the last place away
-/// from the nearest value (found by the fuzz target; see `docs/fuzzing.md`).
+/// Without serde_json's `float_roundtrip` feature its float parser is not always correctly
+/// rounded, so a float in the application claims can come back one unit in the last place away
+/// after a sign and verify round trip (found by the fuzz target; see `docs/fuzzing.md`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims<T = NoExtra> {
     /// Issuer (`iss`).

@@ -81,10 +81,10 @@ fn check(fixture: &Fixture, token: &str) {
 
 /// Compares application claims, allowing floats to differ in the last few bits.
 ///
-/// serde_json's default float parser (without its `float_roundtrip` feature) is not correctly
-/// rounded for long literals: `543333333333333333333333333333333333333333333` parses to a float
-/// whose shortest printed form parses to its neighbour. That is a property of serde_json, which
-/// the gateway uses as configured, not of this crate.
+/// serde_json's default float parser (without its `float_roundtrip` feature) is not always
+/// correctly rounded: `543333333333333333333333333333333333333333333` reads as a float whose
+/// shortest printed form, `5.433333333333333e44`, reads back as its neighbour. That is a property
+/// of serde_json as the workspace configures it, not of this crate.
 fn same_object(a: &Extra, b: &Extra) -> bool {
     a.len() == b.len()
         && a.iter()

@@ -36,7 +36,9 @@ struct Downstream {
 
 impl Downstream {
     async fn start() -> Downstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
         let failing = Arc::new(AtomicBool::new(false));
         let hanging = Arc::new(AtomicBool::new(false));
@@ -185,7 +187,10 @@ async fn a_failing_downstream_is_isolated_and_one_probe_closes_the_circuit_once_
     }
     assert_eq!(downstream.received(), 5);
     assert_eq!(caller.state(), Some(CircuitState::Open));
-    assert_eq!(caller.last_change(), (CircuitState::Closed, CircuitState::Open));
+    assert_eq!(
+        caller.last_change(),
+        (CircuitState::Closed, CircuitState::Open)
+    );
 
     // While it is open, calls are refused and never reach the downstream.
     for _ in 0..20 {
@@ -229,7 +234,10 @@ async fn a_probe_that_fails_again_reopens_the_circuit_for_a_fresh_break() {
     clock.advance(past_the_break());
     assert_eq!(caller.call().await, Ok(StatusCode::INTERNAL_SERVER_ERROR));
     assert_eq!(downstream.received(), 6);
-    assert_eq!(caller.last_change(), (CircuitState::HalfOpen, CircuitState::Open));
+    assert_eq!(
+        caller.last_change(),
+        (CircuitState::HalfOpen, CircuitState::Open)
+    );
 
     let refused = caller.call().await.expect_err("open again");
     assert_eq!(refused.retry_after.as_secs(), 30);
@@ -281,7 +289,9 @@ async fn a_probe_whose_call_is_cancelled_in_flight_lets_the_next_call_probe() {
 #[tokio::test]
 async fn client_errors_from_a_real_downstream_do_not_open_the_circuit() {
     // A downstream that answers 404 to everything: the agent asks for what is not there.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local address");
     let server = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -309,9 +319,16 @@ async fn client_errors_from_a_real_downstream_do_not_open_the_circuit() {
         let request = Request::get(format!("http://{addr}/missing"))
             .body(Full::new(Bytes::new()))
             .expect("valid request");
-        let response = client.request(request).await.expect("the downstream answers");
+        let response = client
+            .request(request)
+            .await
+            .expect("the downstream answers");
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        assert!(permit.record(Outcome::from_status(response.status())).is_none());
+        assert!(
+            permit
+                .record(Outcome::from_status(response.status()))
+                .is_none()
+        );
     }
     assert_eq!(breakers.state("posts"), Some(CircuitState::Closed));
     server.abort();

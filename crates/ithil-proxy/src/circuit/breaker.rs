@@ -103,7 +103,12 @@ impl Breaker {
             State::Open { .. } => {
                 let transition = self.change(&mut inner, State::HalfOpen { probe_out: true }, now);
                 let generation = inner.generation;
-                Ok(Permit::new(self.clone(), generation, true, Some(transition)))
+                Ok(Permit::new(
+                    self.clone(),
+                    generation,
+                    true,
+                    Some(transition),
+                ))
             }
             State::HalfOpen { probe_out: true } => Err(self.refusal(time::Duration::ZERO)),
             State::HalfOpen { probe_out: false } => {

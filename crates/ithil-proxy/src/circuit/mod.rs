@@ -25,7 +25,8 @@
 //! for _ in 0..5 {
 //!     let permit = breakers.acquire("posts").expect("the circuit is closed");
 //!     // ... call the downstream; it answers 500 ...
-//!     transitions.extend(permit.record(Outcome::from_status(http::StatusCode::INTERNAL_SERVER_ERROR)));
+//!     let status = http::StatusCode::INTERNAL_SERVER_ERROR;
+//!     transitions.extend(permit.record(Outcome::from_status(status)));
 //! }
 //! assert_eq!(transitions.len(), 1);
 //! assert_eq!(transitions[0].to, CircuitState::Open);
@@ -130,7 +131,9 @@ pub enum CircuitConfigError {
     #[error("circuitBreaker.failureRatio must be greater than 0 and at most 1, not {0}")]
     FailureRatio(f64),
     /// The sampling duration is zero or longer than [`CircuitConfig::MAX_DURATION`].
-    #[error("circuitBreaker.samplingDuration must be more than zero and at most 24 hours, not {0:?}")]
+    #[error(
+        "circuitBreaker.samplingDuration must be more than zero and at most 24 hours, not {0:?}"
+    )]
     SamplingDuration(Duration),
     /// The break duration is zero or longer than [`CircuitConfig::MAX_DURATION`].
     #[error("circuitBreaker.breakDuration must be more than zero and at most 24 hours, not {0:?}")]
@@ -364,7 +367,10 @@ impl CircuitBreakers {
     pub fn snapshot(&self) -> Vec<CircuitSnapshot> {
         let now = self.shared.clock.now();
         let breakers: Vec<Arc<Breaker>> = self.read().values().cloned().collect();
-        breakers.iter().map(|breaker| breaker.snapshot(now)).collect()
+        breakers
+            .iter()
+            .map(|breaker| breaker.snapshot(now))
+            .collect()
     }
 
     fn breaker(&self, downstream: &str) -> Arc<Breaker> {
@@ -375,9 +381,11 @@ impl CircuitBreakers {
         // Another call may have created it between the two locks; the entry keeps the first.
         let now = self.shared.clock.now();
         let mut breakers = self.write();
-        let breaker = breakers.entry(Arc::from(downstream)).or_insert_with_key(|name| {
-            Arc::new(Breaker::new(name.clone(), self.shared.clone(), now))
-        });
+        let breaker = breakers
+            .entry(Arc::from(downstream))
+            .or_insert_with_key(|name| {
+                Arc::new(Breaker::new(name.clone(), self.shared.clone(), now))
+            });
         breaker.clone()
     }
 
@@ -387,7 +395,9 @@ impl CircuitBreakers {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Arc<str>, Arc<Breaker>>> {
-        self.breakers.write().unwrap_or_else(PoisonError::into_inner)
+        self.breakers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

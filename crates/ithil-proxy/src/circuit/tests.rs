@@ -22,7 +22,9 @@ fn default_breakers() -> (CircuitBreakers, ManualClock) {
 
 /// Runs one call through the circuit of `posts` and returns the transition it caused.
 fn call(breakers: &CircuitBreakers, outcome: Outcome) -> Option<Transition> {
-    let permit = breakers.acquire("posts").expect("the circuit lets the call through");
+    let permit = breakers
+        .acquire("posts")
+        .expect("the circuit lets the call through");
     permit.record(outcome)
 }
 
@@ -44,7 +46,10 @@ fn open(breakers: &CircuitBreakers) {
 /// Opens the circuit of `posts` and moves the clock past its break.
 fn open_and_wait(breakers: &CircuitBreakers, clock: &ManualClock) {
     open(breakers);
-    advance(clock, CircuitConfig::DEFAULT_BREAK_DURATION + Duration::from_secs(1));
+    advance(
+        clock,
+        CircuitConfig::DEFAULT_BREAK_DURATION + Duration::from_secs(1),
+    );
 }
 
 #[test]
@@ -132,10 +137,22 @@ fn an_invalid_configuration_is_refused_when_the_breakers_are_created() {
 fn statuses_are_classified_by_their_class() {
     assert_eq!(Outcome::from_status(StatusCode::OK), Outcome::Success);
     assert_eq!(Outcome::from_status(StatusCode::FOUND), Outcome::Success);
-    assert_eq!(Outcome::from_status(StatusCode::NOT_FOUND), Outcome::Ignored);
-    assert_eq!(Outcome::from_status(StatusCode::TOO_MANY_REQUESTS), Outcome::Ignored);
-    assert_eq!(Outcome::from_status(StatusCode::INTERNAL_SERVER_ERROR), Outcome::Failure);
-    assert_eq!(Outcome::from_status(StatusCode::GATEWAY_TIMEOUT), Outcome::Failure);
+    assert_eq!(
+        Outcome::from_status(StatusCode::NOT_FOUND),
+        Outcome::Ignored
+    );
+    assert_eq!(
+        Outcome::from_status(StatusCode::TOO_MANY_REQUESTS),
+        Outcome::Ignored
+    );
+    assert_eq!(
+        Outcome::from_status(StatusCode::INTERNAL_SERVER_ERROR),
+        Outcome::Failure
+    );
+    assert_eq!(
+        Outcome::from_status(StatusCode::GATEWAY_TIMEOUT),
+        Outcome::Failure
+    );
 }
 
 #[test]
@@ -185,7 +202,10 @@ fn client_errors_never_count() {
     assert_eq!(breakers.state("posts"), Some(CircuitState::Closed));
 
     let snapshot = &breakers.snapshot()[0];
-    assert_eq!((snapshot.recent_successes, snapshot.recent_failures), (0, 4));
+    assert_eq!(
+        (snapshot.recent_successes, snapshot.recent_failures),
+        (0, 4)
+    );
 
     assert!(call(&breakers, Outcome::Failure).is_some());
 }
@@ -271,10 +291,15 @@ fn the_first_call_after_the_break_is_the_probe_and_reports_half_open() {
     let probe = breakers.acquire("posts").expect("the break is over");
     assert!(probe.is_probe());
     let transition = probe.transition().expect("open to half-open");
-    assert_eq!((transition.from, transition.to), (CircuitState::Open, CircuitState::HalfOpen));
+    assert_eq!(
+        (transition.from, transition.to),
+        (CircuitState::Open, CircuitState::HalfOpen)
+    );
     assert_eq!(breakers.state("posts"), Some(CircuitState::HalfOpen));
 
-    let refused = breakers.acquire("posts").expect_err("the probe is in flight");
+    let refused = breakers
+        .acquire("posts")
+        .expect_err("the probe is in flight");
     assert_eq!(refused.retry_after, Duration::ZERO);
     assert_eq!(refused.retry_after_secs(), 1);
     drop(probe);
@@ -295,7 +320,10 @@ fn exactly_one_of_fifty_racing_calls_gets_the_probe() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("no panic")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
     });
 
     // Every result is kept until here, so no dropped probe could have let a second one in.
@@ -312,12 +340,18 @@ fn a_successful_probe_closes_the_circuit_with_an_empty_window() {
 
     let probe = breakers.acquire("posts").expect("probe");
     let transition = probe.record(Outcome::Success).expect("closes");
-    assert_eq!((transition.from, transition.to), (CircuitState::HalfOpen, CircuitState::Closed));
+    assert_eq!(
+        (transition.from, transition.to),
+        (CircuitState::HalfOpen, CircuitState::Closed)
+    );
 
     let snapshot = &breakers.snapshot()[0];
     assert_eq!(snapshot.state, CircuitState::Closed);
     assert_eq!(snapshot.since, START + time::Duration::seconds(31));
-    assert_eq!((snapshot.recent_successes, snapshot.recent_failures), (0, 0));
+    assert_eq!(
+        (snapshot.recent_successes, snapshot.recent_failures),
+        (0, 0)
+    );
 
     // The failures that opened it are gone: four new ones do not reopen it, the fifth does.
     assert!(calls(&breakers, Outcome::Failure, 4).is_empty());
@@ -331,7 +365,10 @@ fn a_failed_probe_opens_the_circuit_for_a_fresh_break() {
 
     let probe = breakers.acquire("posts").expect("probe");
     let transition = probe.record(Outcome::Failure).expect("reopens");
-    assert_eq!((transition.from, transition.to), (CircuitState::HalfOpen, CircuitState::Open));
+    assert_eq!(
+        (transition.from, transition.to),
+        (CircuitState::HalfOpen, CircuitState::Open)
+    );
 
     let refused = breakers.acquire("posts").expect_err("open again");
     assert_eq!(refused.retry_after, Duration::from_secs(30));

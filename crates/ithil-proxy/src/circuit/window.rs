@@ -161,7 +161,13 @@ mod tests {
         window.add(start + Duration::seconds(30), false);
 
         let totals = window.totals(start + Duration::seconds(30));
-        assert_eq!(totals, Totals { successes: 1, failures: 0 });
+        assert_eq!(
+            totals,
+            Totals {
+                successes: 1,
+                failures: 0
+            }
+        );
     }
 
     #[test]

@@ -46,13 +46,6 @@ pub enum AuditError {
         source: serde_json::Error,
     },
 
-    /// An index entry points at a record that is not stored.
-    #[error("audit index names record {id}, which is not stored")]
-    DanglingIndex {
-        /// The id the index names.
-        id: u64,
-    },
-
     /// redb failed to read or write.
     #[error("audit storage failed")]
     Storage(#[source] redb::Error),

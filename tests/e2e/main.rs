@@ -2,6 +2,8 @@
 
 mod audit;
 mod budget;
+mod cli;
+mod guides;
 mod hostile;
 mod management;
 mod mcp_clients;

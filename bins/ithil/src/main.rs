@@ -2,6 +2,7 @@
 //! exit code.
 
 mod catalog;
+mod cli;
 mod config;
 mod peer;
 mod routes;
@@ -24,6 +25,9 @@ use crate::config::{Config, ConfigError, Environment, Flags};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    #[command(flatten)]
+    remote: cli::Remote,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         command: ToolsCommand,
     },
+    #[command(flatten)]
+    Remote(cli::Command),
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +58,8 @@ enum ToolsCommand {
         #[arg(long, value_name = "NAME=URL")]
         downstream_url: Vec<String>,
     },
+    #[command(flatten)]
+    Remote(cli::ToolsCommand),
 }
 
 /// The flags that carry configuration; they override the file and the environment.
@@ -113,6 +121,10 @@ enum Failure {
     /// A catalog file could not be imported: exit code 1.
     #[error("cannot import the catalog file")]
     Import(#[source] ithil_proxy::catalog::CatalogError),
+
+    /// A management command failed: its own exit code.
+    #[error(transparent)]
+    Remote(#[from] cli::Failure),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +138,7 @@ fn main() -> ExitCode {
             match failure {
                 Failure::Config(_) => ExitCode::from(2),
                 Failure::Serve(_) | Failure::Runtime(_) | Failure::Import(_) => ExitCode::FAILURE,
+                Failure::Remote(failure) => ExitCode::from(failure.exit_code()),
             }
         }
     }
@@ -182,6 +195,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("{text}");
             Ok(())
         }
+        Command::Tools {
+            command: ToolsCommand::Remote(command),
+        } => Ok(cli::run_tools(&cli.remote, command)?),
+        Command::Remote(command) => Ok(cli::run(&cli.remote, command)?),
     }
 }
 

@@ -43,7 +43,12 @@ pub struct Remote {
 
     /// Read the admin token from FILE instead of ITHIL_ADMIN_TOKEN (`admin login` writes it
     /// there).
-    #[arg(long, global = true, value_name = "FILE", help_heading = "Management API")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Management API"
+    )]
     token_file: Option<PathBuf>,
 
     /// Print the API's JSON instead of a table.
@@ -107,7 +112,7 @@ pub enum AgentsCommand {
         /// The agent's id (agt_...).
         id: String,
     },
-    /// Change an agent's fields; the fields not named stay as they are.
+    /// Change an agent's fields (at least one); the fields not named stay as they are.
     Update(UpdateArgs),
     /// Deactivate an agent: its tokens are refused from the next request on.
     Deactivate {
@@ -151,6 +156,7 @@ pub struct CreateArgs {
 
 /// `ithil agents update`.
 #[derive(Debug, Args)]
+#[command(override_usage = "ithil agents update <ID> <CHANGE>...")]
 #[command(group(ArgGroup::new("change").required(true).multiple(true).args([
     "label", "daily_token_budget", "allowed_tool", "all_tools", "no_tools", "scope", "no_scopes",
     "active", "inactive",

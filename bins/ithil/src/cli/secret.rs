@@ -203,7 +203,10 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").unwrap();
         let failure = admin_token(Some(&empty), env(&[])).unwrap_err();
-        assert!(failure.to_string().contains("holds no admin token"), "{failure}");
+        assert!(
+            failure.to_string().contains("holds no admin token"),
+            "{failure}"
+        );
         let failure = admin_token(Some(&dir.path().join("absent")), env(&[])).unwrap_err();
         assert_eq!(failure.exit_code(), 2);
     }

@@ -767,10 +767,6 @@ fn an_invalid_custom_rule_exits_with_the_configuration_error_code() {
 /// A cursor the gateway never issued, or a time range that ends before it starts, is the
 /// caller's mistake: 400, as for every other bad filter.
 #[tokio::test]
-#[ignore = "reason: bug: GET /management/audit answers 500 internal_error for a malformed cursor \
-            or since > until, and the export answers 200 with an empty body; \
-            bins/ithil/src/routes/audit.rs maps every AuditError to ApiError::internal() \
-            instead of 400 when AuditError::is_invalid_input()"]
 async fn a_malformed_cursor_or_a_reversed_time_range_is_a_client_error() {
     let gateway = ithil_tests::gateway::GatewayProcess::start(
         GatewayOptions::new().api_key(crate::budget::API_KEY),

@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Frame;
-use ithil_audit::{Action, MAX_LIMIT, Outcome, Query};
+use ithil_audit::{Action, AuditError, MAX_LIMIT, Outcome, Query};
 use ithil_registry::AdminPrincipal;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -37,10 +36,7 @@ pub fn query(
     params: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let query = parse(params, agent)?;
-    let page = state.audit.query(&query).map_err(|e| {
-        error!(error = %e, "audit query failed");
-        ApiError::internal()
-    })?;
+    let page = state.audit.query(&query).map_err(query_error)?;
     Ok(json(
         StatusCode::OK,
         &json!({"records": page.records, "nextCursor": page.next_cursor}),
@@ -69,10 +65,14 @@ pub async fn export(
     )
     .await;
 
+    // The first page is read before the answer starts, so that a malformed cursor or a
+    // reversed time range is a 400 rather than a 200 with an empty body.
+    let mut pages = state.audit.export(query);
+    let first = pages.next().transpose().map_err(query_error)?;
+
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(EXPORT_BUFFER);
-    let audit = Arc::clone(&state.audit);
     tokio::task::spawn_blocking(move || {
-        for page in audit.export(query) {
+        for page in first.into_iter().map(Ok).chain(pages) {
             let records = match page {
                 Ok(records) => records,
                 Err(e) => {
@@ -115,6 +115,16 @@ impl hyper::body::Body for ChannelBody {
         self.rx
             .poll_recv(cx)
             .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// A query the audit store refused: the caller's mistake (400) or the store's failure (500).
+fn query_error(e: AuditError) -> ApiError {
+    if e.is_invalid_input() {
+        ApiError::bad_request("invalid_query", e.to_string())
+    } else {
+        error!(error = %e, "audit query failed");
+        ApiError::internal()
     }
 }
 

@@ -5,6 +5,8 @@
 //! install what they need themselves, into the ignored folder `.tools/` at the workspace root:
 //!
 //! - `.tools/node`: `json-server` (npm, exact version [`JSON_SERVER_VERSION`]);
+//! - `.tools/node-mcp-remote`: `mcp-remote`, the stdio bridge of Claude Desktop (npm, exact
+//!   version [`MCP_REMOTE_VERSION`]);
 //! - `.tools/py-mcp-1` and `.tools/py-mcp-2`: one virtual environment per release line of the
 //!   official MCP Python SDK, installed from `tests/python/requirements-mcp-N.txt`, which pins
 //!   the SDK and every dependency.
@@ -30,6 +32,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The json-server release the tests run, pinned exactly.
 pub const JSON_SERVER_VERSION: &str = "0.17.4";
+
+/// The mcp-remote release the tests run, pinned exactly.
+pub const MCP_REMOTE_VERSION: &str = "0.15.1";
 
 /// How long one install command may run before it counts as hung.
 const INSTALL_DEADLINE: Duration = Duration::from_secs(15 * 60);
@@ -97,6 +102,42 @@ pub fn json_server() -> PathBuf {
         assert!(
             bin.is_file(),
             "json-server installed, but {} is missing",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
+/// The path of mcp-remote's stdio bridge (`dist/proxy.js`, its `mcp-remote` command), installed
+/// on first use into its own folder, so that its install never replaces json-server's.
+///
+/// # Panics
+///
+/// Panics when npm is missing or the install fails; the message carries npm's output.
+pub fn mcp_remote() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let spec = format!("mcp-remote@{MCP_REMOTE_VERSION}");
+        let dir = ensure_installed("node-mcp-remote", &spec, |dir, log| {
+            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let mut npm = Command::new(program("ITHIL_TEST_NPM", "npm"));
+            npm.arg("install")
+                .arg(&spec)
+                .arg("--prefix")
+                .arg(dir)
+                .args([
+                    "--save-exact",
+                    "--no-audit",
+                    "--no-fund",
+                    "--no-update-notifier",
+                ]);
+            run_logged(npm, log)
+        });
+        let bin = dir.join("node_modules/mcp-remote/dist/proxy.js");
+        assert!(
+            bin.is_file(),
+            "mcp-remote installed, but {} is missing",
             bin.display()
         );
         bin

@@ -10,6 +10,15 @@
 //! scopes, write block), the budget pre-check, argument validation, the downstream request,
 //! the privacy filter, the `maxResponseTokens` limit and the atomic charge, whose write
 //! transaction also holds the call's audit record.
+//!
+//! While a call waits for its downstream it can be cancelled: by `notifications/cancelled`
+//! naming its id in its session, or by its client going away (hyper then drops the call's
+//! future). Either way the downstream request is dropped with its connection, nothing is
+//! charged, and the audit record says `cancelled`. Once the charge is queued the call is
+//! committed: a client that leaves after that point is charged for a result that hyper then
+//! fails to write, and the record says `ok`. The charge commits before the answer is handed to
+//! hyper, so a result is never delivered uncharged; the converse cannot be promised by a server
+//! that does not know whether its last bytes arrived.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -26,15 +35,17 @@ use ring::rand::SystemRandom;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use crate::catalog::{Catalog, Tool};
+use crate::catalog::{Catalog, Downstream, Tool};
 use crate::forward::{ErrorOrigin, ForwardError, Forwarder};
+use crate::mcp::inflight::InFlightCalls;
 use crate::mcp::jsonrpc::{
     self, BUDGET_EXHAUSTED, DOWNSTREAM_FAILED, ErrorObject, FORBIDDEN, INTERNAL_ERROR,
-    INVALID_PARAMS, INVALID_REQUEST, Id, METHOD_NOT_FOUND, Message, Payload, Reply,
+    INVALID_PARAMS, INVALID_REQUEST, Id, METHOD_NOT_FOUND, Message, Payload, REQUEST_CANCELLED,
+    Reply,
 };
-use crate::mcp::policy::{Shaped, refusal, shape_body};
+use crate::mcp::policy::{BodyFault, Shaped, check_body, declares_json, refusal, shape_body};
 pub use crate::mcp::recorder::AuditSink;
-use crate::mcp::recorder::{Note, Recorder};
+use crate::mcp::recorder::{CANCELLED, DropRecord, Note, Recorder};
 use crate::mcp::session::{self, SESSION_HEADER, SessionInfo, SessionLimits, Sessions};
 use crate::mcp::tools;
 use crate::mcp::transport::{
@@ -159,7 +170,8 @@ impl std::fmt::Debug for GatewayDeps {
 pub struct Gateway {
     cfg: GatewayConfig,
     deps: GatewayDeps,
-    recorder: Recorder,
+    recorder: Arc<Recorder>,
+    in_flight: Arc<InFlightCalls>,
     catalog: RwLock<Arc<Catalog>>,
     sessions: Sessions,
     origins: OriginPolicy,
@@ -202,6 +214,9 @@ enum Stop {
     Refused(Outcome, ErrorObject, Class),
     /// Ended at the charge, whose transaction already holds (or lost) the record.
     Recorded(ErrorObject, Class),
+    /// Cancelled by `notifications/cancelled` while it waited for its downstream: nothing was
+    /// charged; the caller records the outcome and answers the cancellation error.
+    Cancelled,
 }
 
 impl Stop {
@@ -233,6 +248,14 @@ impl Stop {
                 Outcome::DownstreamError,
                 "Downstream API failed: unreachable",
             ),
+            ForwardError::Body { .. } => (
+                Outcome::DownstreamError,
+                "Downstream API failed: the response broke off",
+            ),
+            ForwardError::Exchange { .. } => (
+                Outcome::DownstreamError,
+                "Downstream API failed: the connection failed",
+            ),
             _ => (Outcome::DownstreamError, "Downstream API failed"),
         };
         let e = ErrorObject::new(DOWNSTREAM_FAILED, message);
@@ -245,6 +268,8 @@ struct Ctx<'a> {
     principal: &'a AgentPrincipal,
     version: ProtocolVersion,
     peer: SocketAddr,
+    /// The session the request belongs to, which scopes the ids it may cancel.
+    session: &'a str,
 }
 
 impl Gateway {
@@ -265,15 +290,16 @@ impl Gateway {
             allow_loopback: cfg.allow_loopback_origins,
             allowed: cfg.allowed_origins.clone(),
         };
-        let recorder = Recorder {
+        let recorder = Arc::new(Recorder {
             charges: deps.charges.clone(),
             audit: Arc::clone(&deps.audit),
             privacy: Arc::clone(&deps.privacy),
             sink: deps.audit_sink.clone(),
             clock: Arc::clone(deps.credentials.clock()),
-        };
+        });
         Gateway {
             recorder,
+            in_flight: InFlightCalls::new(),
             catalog: RwLock::new(Arc::clone(&deps.catalog)),
             counter: Arc::new(TokenCounter::new(cfg.encoding)),
             sessions,
@@ -417,7 +443,7 @@ impl Gateway {
                     .await
             }
             Payload::Single(Ok(message)) => {
-                let (_, version) = match self.session(&parts.headers, agent_id, peer) {
+                let (session, version) = match self.session(&parts.headers, agent_id, peer) {
                     Ok(s) => s,
                     Err((outcome, resp)) => {
                         return self.refuse_http(agent_id, outcome, *resp).await;
@@ -427,6 +453,7 @@ impl Gateway {
                     principal: &principal,
                     version,
                     peer,
+                    session: &session.id,
                 };
                 let handled = self.dispatch(&ctx, message).await;
                 match handled.reply {
@@ -468,6 +495,7 @@ impl Gateway {
                     principal: &principal,
                     version,
                     peer,
+                    session: &session.id,
                 };
                 self.batch(&ctx, items, format).await
             }
@@ -700,9 +728,12 @@ impl Gateway {
         };
 
         let Some(id) = id else {
-            // Notifications: `initialized` and `cancelled` need no action (a call in flight
-            // cannot be taken back from its downstream), and unknown ones are ignored, as
+            // Notifications: `cancelled` stops the call it names if that call still waits for
+            // its downstream; `initialized` needs no action, and unknown ones are ignored, as
             // JSON-RPC asks.
+            if method == "notifications/cancelled" {
+                self.cancel(ctx, params.as_ref());
+            }
             let note = Note::new(method, Outcome::Ok);
             return match self.record(agent_id, &request_id, note).await {
                 Ok(()) => Handled {
@@ -755,6 +786,20 @@ impl Gateway {
         }
     }
 
+    /// Signals the call that a `notifications/cancelled` names, if it is still cancellable.
+    fn cancel(&self, ctx: &Ctx<'_>, params: Option<&Value>) {
+        let Some(id) = params.and_then(|p| p.get("requestId")) else {
+            return;
+        };
+        let stopped = self.in_flight.cancel(ctx.session, id);
+        tracing::debug!(
+            agent.id = %ctx.principal.agent.agent_id,
+            request = %id,
+            stopped,
+            "cancellation received"
+        );
+    }
+
     /// The tool-call pipeline; its steps are in [`Gateway::run_call`].
     async fn tools_call(
         &self,
@@ -765,14 +810,20 @@ impl Gateway {
     ) -> Handled {
         let agent_id = ctx.principal.agent.agent_id.as_str();
         let mut note = Note::new(Action::ToolsCall.as_str(), Outcome::InvalidRequest);
-        match self.run_call(ctx, request_id, params, &mut note).await {
+        match self.run_call(ctx, request_id, &id, params, &mut note).await {
             Ok(result) => Handled {
                 reply: Some(Reply::result(id, result)),
                 class: Class::Ok,
             },
             Err(Stop::Refused(outcome, error, class)) => {
-                note.outcome = outcome;
+                note.outcome = outcome.as_str();
                 self.refuse(agent_id, request_id, note, id, error, class)
+                    .await
+            }
+            Err(Stop::Cancelled) => {
+                note.outcome = CANCELLED;
+                let error = ErrorObject::new(REQUEST_CANCELLED, "Request cancelled");
+                self.refuse(agent_id, request_id, note, id, error, Class::Ok)
                     .await
             }
             Err(Stop::Recorded(error, class)) => Handled {
@@ -788,6 +839,7 @@ impl Gateway {
         &self,
         ctx: &Ctx<'_>,
         request_id: &str,
+        id: &Id,
         params: Option<&Value>,
         note: &mut Note,
     ) -> Result<Value, Stop> {
@@ -854,37 +906,33 @@ impl Gateway {
             Err(err) => return Err(invalid(err)),
         };
 
-        // The downstream call. Only 2xx and 4xx answers reach the agent.
-        tracing::debug!(request.id = request_id, tool = name, downstream = %ds.name, "forwarding tool call");
-        let forwarded = self.forwarder.send(ds, request).await.map_err(|err| {
-            tracing::debug!(request.id = request_id, tool = name, error = %err, "downstream failed");
-            Stop::forward(&err)
-        })?;
-        let status = forwarded.status;
-        note.downstream_status = Some(status.as_u16());
-        note.latency_ms = Some(u64::try_from(forwarded.latency.as_millis()).unwrap_or(u64::MAX));
-        if !(status.is_success() || status.is_client_error()) {
-            tracing::debug!(
-                request.id = request_id,
-                tool = name,
-                status = status.as_u16(),
-                "downstream answered with an error"
-            );
-            let message = format!("Downstream API failed: HTTP {}", status.as_u16());
-            let e = ErrorObject::new(DOWNSTREAM_FAILED, message)
-                .with_data(json!({ "status": status.as_u16() }));
-            return Err(Stop::Refused(
-                Outcome::DownstreamError,
-                e,
-                Class::Downstream,
-            ));
-        }
-
-        // What the agent will receive: filtered, then held to the tool's token limit.
-        let shaped = self
-            .shape(Arc::clone(tool), status, forwarded.body, ctx.version)
-            .await;
-        note.outcome = shaped.outcome;
+        // From here the call waits for its downstream and may be cancelled, by id or by its
+        // client going away. Both drop the downstream request (its connection closes) before
+        // anything is charged; the guard records a dropped call, the caller a cancelled one.
+        let mut on_drop = DropRecord::arm(&self.recorder, agent_id, request_id, note.clone());
+        let fetch = self.fetch(
+            ds,
+            request,
+            tool,
+            ctx.version,
+            request_id,
+            note,
+            &mut on_drop,
+        );
+        let mut registration = self.in_flight.register(ctx.session, id);
+        let shaped = tokio::select! {
+            shaped = fetch => shaped,
+            Ok(()) = &mut registration.cancelled => {
+                tracing::debug!(request.id = request_id, tool = name, "tool call cancelled by its client");
+                Err(Stop::Cancelled)
+            }
+        };
+        // A cancellation arriving from here on finds no call: the result is about to be charged
+        // and answered.
+        drop(registration);
+        on_drop.disarm();
+        let shaped = shaped?;
+        note.outcome = shaped.outcome.as_str();
         let tokens = shaped.tokens;
 
         // The atomic charge, with the audit record in the same write transaction: the result
@@ -925,20 +973,85 @@ impl Gateway {
         }
     }
 
-    /// Filters a downstream body, holds it to the tool's token limit and builds the result.
+    /// Sends a tool call's request and shapes the answer the agent will receive. Only 2xx and
+    /// 4xx answers reach the agent, and a 2xx only with a usable body.
+    #[allow(clippy::too_many_arguments)] // Reason: one call's pieces, borrowed from run_call.
+    async fn fetch(
+        &self,
+        ds: &Downstream,
+        request: Request<Bytes>,
+        tool: &Arc<Tool>,
+        version: ProtocolVersion,
+        request_id: &str,
+        note: &mut Note,
+        on_drop: &mut DropRecord,
+    ) -> Result<Shaped, Stop> {
+        let name = tool.name.as_str();
+        tracing::debug!(request.id = request_id, tool = name, downstream = %ds.name, "forwarding tool call");
+        let forwarded = self.forwarder.send(ds, request).await.map_err(|err| {
+            tracing::debug!(request.id = request_id, tool = name, error = %err, "downstream failed");
+            Stop::forward(&err)
+        })?;
+        let status = forwarded.status;
+        note.downstream_status = Some(status.as_u16());
+        note.latency_ms = Some(u64::try_from(forwarded.latency.as_millis()).unwrap_or(u64::MAX));
+        if let Some(pending) = on_drop.note_mut() {
+            pending.downstream_status = note.downstream_status;
+            pending.latency_ms = note.latency_ms;
+        }
+        if !(status.is_success() || status.is_client_error()) {
+            tracing::debug!(
+                request.id = request_id,
+                tool = name,
+                status = status.as_u16(),
+                "downstream answered with an error"
+            );
+            let message = format!("Downstream API failed: HTTP {}", status.as_u16());
+            let e = ErrorObject::new(DOWNSTREAM_FAILED, message)
+                .with_data(json!({ "status": status.as_u16() }));
+            return Err(Stop::Refused(
+                Outcome::DownstreamError,
+                e,
+                Class::Downstream,
+            ));
+        }
+
+        // What the agent will receive: filtered, then held to the tool's token limit.
+        let json = declares_json(&forwarded.headers);
+        self.shape(Arc::clone(tool), status, json, forwarded.body, version)
+            .await
+            .map_err(|fault| {
+                tracing::debug!(request.id = request_id, tool = name, fault = ?fault, "downstream body unusable");
+                let e = ErrorObject::new(DOWNSTREAM_FAILED, fault.message())
+                    .with_data(json!({ "status": status.as_u16() }));
+                Stop::Refused(Outcome::DownstreamError, e, Class::Downstream)
+            })
+    }
+
+    /// Checks a downstream body, filters it, holds it to the tool's token limit and builds the
+    /// result. A 2xx body must be UTF-8, and JSON when `json` says it is declared so.
     async fn shape(
         &self,
         tool: Arc<Tool>,
         status: StatusCode,
+        json: bool,
         body: Bytes,
         version: ProtocolVersion,
-    ) -> Shaped {
+    ) -> Result<Shaped, BodyFault> {
         let privacy = Arc::clone(&self.deps.privacy);
         let counter = Arc::clone(&self.counter);
-        if body.len() < BLOCKING_THRESHOLD {
-            return shape_body(&privacy, &counter, &tool, status, &body, version);
+        let len = body.len();
+        let work = move || {
+            if status.is_success() {
+                check_body(&body, json)?;
+            }
+            Ok(shape_body(
+                &privacy, &counter, &tool, status, &body, version,
+            ))
+        };
+        if len < BLOCKING_THRESHOLD {
+            return work();
         }
-        let work = move || shape_body(&privacy, &counter, &tool, status, &body, version);
         match tokio::task::spawn_blocking(work).await {
             Ok(shaped) => shaped,
             Err(err) => std::panic::resume_unwind(err.into_panic()),
@@ -959,7 +1072,7 @@ impl Gateway {
             request.id = request_id,
             agent.id = agent_id,
             tool = note.tool.as_deref().unwrap_or(""),
-            outcome = note.outcome.as_str(),
+            outcome = note.outcome,
             code = error.code,
             "tool call refused"
         );

@@ -24,6 +24,16 @@ pub const BUDGET_DEFAULT_DAILY_TOKEN_LIMIT: &str = "budget.defaultDailyTokenLimi
 pub const SERVER_LISTEN: &str = "server.listen";
 /// The largest request body the server reads.
 pub const SERVER_MAX_BODY_BYTES: &str = "server.maxBodyBytes";
+/// The largest request head (request line and headers) the server reads.
+pub const SERVER_MAX_HEADER_BYTES: &str = "server.maxHeaderBytes";
+/// How long a client may take to send a request's head, in seconds.
+pub const SERVER_HEADER_READ_TIMEOUT_SECONDS: &str = "server.headerReadTimeoutSeconds";
+/// How long a client may take to send a request's body, in seconds.
+pub const SERVER_BODY_READ_TIMEOUT_SECONDS: &str = "server.bodyReadTimeoutSeconds";
+/// How long a connection without a request in flight stays open, in seconds.
+pub const SERVER_IDLE_TIMEOUT_SECONDS: &str = "server.idleTimeoutSeconds";
+/// How many connections one peer address may hold at once.
+pub const SERVER_MAX_CONNECTIONS_PER_PEER: &str = "server.maxConnectionsPerPeer";
 /// The directory of the store.
 pub const SERVER_DATA_DIR: &str = "server.dataDir";
 /// How long a graceful shutdown waits for requests in flight.
@@ -176,6 +186,52 @@ pub const KEYS: &[KeySpec] = &[
         default: "`1048576` (1 MiB)",
         flag: None,
         meaning: "largest request body read; larger ones get 413",
+    },
+    KeySpec {
+        key: SERVER_MAX_HEADER_BYTES,
+        shape: Shape::Value,
+        kind: "integer, 8192 to 1048576",
+        default: "`65536` (64 KiB)",
+        flag: None,
+        meaning: "largest request head (request line and headers; for HTTP/2 the header list) \
+                  read; a larger one gets 431 and the connection closes",
+    },
+    KeySpec {
+        key: SERVER_HEADER_READ_TIMEOUT_SECONDS,
+        shape: Shape::Value,
+        kind: "integer, 1 to 300",
+        default: "`10`",
+        flag: None,
+        meaning: "time allowed for a request head, counted from the moment the connection waits \
+                  for it (so it also bounds an idle HTTP/1.1 keep-alive connection); when it runs \
+                  out the connection closes",
+    },
+    KeySpec {
+        key: SERVER_BODY_READ_TIMEOUT_SECONDS,
+        shape: Shape::Value,
+        kind: "integer, 1 to 30",
+        default: "`30`",
+        flag: None,
+        meaning: "time allowed for a whole request body, counted from the end of its head; when \
+                  it runs out the request gets 408 and the connection closes",
+    },
+    KeySpec {
+        key: SERVER_IDLE_TIMEOUT_SECONDS,
+        shape: Shape::Value,
+        kind: "integer, 1 to 3600",
+        default: "`60`",
+        flag: None,
+        meaning: "a connection without a request in flight for this long is closed (HTTP/2 gets \
+                  GOAWAY)",
+    },
+    KeySpec {
+        key: SERVER_MAX_CONNECTIONS_PER_PEER,
+        shape: Shape::Value,
+        kind: "integer, 1 to 1000000",
+        default: "`1024`",
+        flag: None,
+        meaning: "open connections one peer (an IPv4 address, or an IPv6 /64) may hold; one more \
+                  gets 503 and is closed at once",
     },
     KeySpec {
         key: SERVER_DATA_DIR,

@@ -39,7 +39,7 @@ impl<T> fmt::Debug for Secret<T> {
 /// The whole configuration of one gateway process.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Listening, body limits, the store and shutdown.
+    /// Listening, request limits, the store and shutdown.
     pub server: ServerConfig,
     /// Development mode. Default is false.
     pub dev: bool,
@@ -80,13 +80,25 @@ pub struct McpConfig {
     pub error_status: ithil_proxy::gateway::ErrorStatus,
 }
 
-/// Listening, body limits, the store and shutdown.
+/// Listening, request limits, the store and shutdown.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The listening address. Default is `127.0.0.1:5100`.
     pub listen: SocketAddr,
     /// The largest request body read. Default is 1 MiB.
     pub max_body_bytes: usize,
+    /// The largest request head (request line and headers) read. Default is 64 KiB.
+    pub max_header_bytes: usize,
+    /// How long a request head may take to arrive, counted from the moment the connection waits
+    /// for it. Default is 10 seconds.
+    pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive, counted from the end of its head. Default is
+    /// 30 seconds.
+    pub body_read_timeout: Duration,
+    /// How long a connection without a request in flight stays open. Default is 60 seconds.
+    pub idle_timeout: Duration,
+    /// How many connections one peer address may hold at once. Default is 1024.
+    pub max_connections_per_peer: usize,
     /// The store's directory. Default is `./data`.
     pub data_dir: PathBuf,
     /// How long a graceful shutdown waits for requests in flight. Default is 25 seconds.
@@ -282,6 +294,36 @@ impl Config {
                 1024 * 1024,
                 "a whole number of bytes from 1024 to 268435456",
             )? as usize,
+            max_header_bytes: read.integer(
+                keys::SERVER_MAX_HEADER_BYTES,
+                8192..=1_048_576,
+                64 * 1024,
+                "a whole number of bytes from 8192 to 1048576",
+            )? as usize,
+            header_read_timeout: Duration::from_secs(read.integer(
+                keys::SERVER_HEADER_READ_TIMEOUT_SECONDS,
+                1..=300,
+                10,
+                "a whole number of seconds from 1 to 300",
+            )?),
+            body_read_timeout: Duration::from_secs(read.integer(
+                keys::SERVER_BODY_READ_TIMEOUT_SECONDS,
+                1..=30,
+                30,
+                "a whole number of seconds from 1 to 30",
+            )?),
+            idle_timeout: Duration::from_secs(read.integer(
+                keys::SERVER_IDLE_TIMEOUT_SECONDS,
+                1..=3600,
+                60,
+                "a whole number of seconds from 1 to 3600",
+            )?),
+            max_connections_per_peer: read.integer(
+                keys::SERVER_MAX_CONNECTIONS_PER_PEER,
+                1..=1_000_000,
+                1024,
+                "a whole number from 1 to 1000000",
+            )? as usize,
             data_dir: read.path(keys::SERVER_DATA_DIR)?.unwrap_or("data".into()),
             shutdown_timeout: Duration::from_secs(read.integer(
                 keys::SHUTDOWN_TIMEOUT_SECONDS,
@@ -379,8 +421,9 @@ impl fmt::Display for Config {
         write!(
             f,
             "dev={} issuer={} audience={} signing_key={} admin_api_key={} admin_token_days={} \
-             default_daily_limit={} max_body_bytes={} shutdown_timeout={}s catalog_files={} \
-             discovery={}",
+             default_daily_limit={} max_body_bytes={} max_header_bytes={} header_timeout={}s \
+             body_timeout={}s idle_timeout={}s max_connections_per_peer={} shutdown_timeout={}s \
+             catalog_files={} discovery={}",
             self.dev,
             self.jwt.issuer,
             self.jwt.audience,
@@ -397,6 +440,11 @@ impl fmt::Display for Config {
             self.admin.token_expiry_days,
             self.default_daily_token_limit,
             self.server.max_body_bytes,
+            self.server.max_header_bytes,
+            self.server.header_read_timeout.as_secs(),
+            self.server.body_read_timeout.as_secs(),
+            self.server.idle_timeout.as_secs(),
+            self.server.max_connections_per_peer,
             self.server.shutdown_timeout.as_secs(),
             self.catalog.files.len(),
             self.tool_registry

@@ -36,6 +36,11 @@ fn nothing_configured_gives_the_documented_defaults() {
     assert_eq!(config.server.max_body_bytes, 1024 * 1024);
     assert_eq!(config.server.data_dir, PathBuf::from("data"));
     assert_eq!(config.server.shutdown_timeout, Duration::from_secs(25));
+    assert_eq!(config.server.max_header_bytes, 64 * 1024);
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.body_read_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.server.max_connections_per_peer, 1024);
     assert!(!config.dev);
     assert!(config.jwt.signing_key.is_none());
     assert_eq!(config.jwt.issuer, "ithil-dev");
@@ -212,6 +217,52 @@ fn the_file_takes_every_section_in_camel_case() {
     assert_eq!(config.privacy_rules[1].key, "privacyFilter.customRules.0");
     assert!(config.audit_disable_stdout_sink);
     assert_eq!(config.sessions.max_per_agent, 2);
+}
+
+#[test]
+fn the_request_limits_are_read_from_the_file_and_the_environment() {
+    let (_dir, flags) = file(
+        r#"{"server": {"maxHeaderBytes": 8192, "headerReadTimeoutSeconds": 2,
+                       "bodyReadTimeoutSeconds": 3, "idleTimeoutSeconds": 4}}"#,
+    );
+    let config = load(&flags, &[("Ithil__Server__MaxConnectionsPerPeer", "5")]).unwrap();
+
+    assert_eq!(config.server.max_header_bytes, 8192);
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(config.server.body_read_timeout, Duration::from_secs(3));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(4));
+    assert_eq!(config.server.max_connections_per_peer, 5);
+}
+
+#[test]
+fn request_limits_outside_their_range_are_refused_by_key() {
+    for (json, key) in [
+        // hyper cannot parse a request head in a buffer smaller than 8 KiB.
+        (
+            r#"{"server": {"maxHeaderBytes": 8191}}"#,
+            "server.maxHeaderBytes",
+        ),
+        (
+            r#"{"server": {"headerReadTimeoutSeconds": 0}}"#,
+            "server.headerReadTimeoutSeconds",
+        ),
+        (
+            r#"{"server": {"bodyReadTimeoutSeconds": 31}}"#,
+            "server.bodyReadTimeoutSeconds",
+        ),
+        (
+            r#"{"server": {"idleTimeoutSeconds": 0}}"#,
+            "server.idleTimeoutSeconds",
+        ),
+        (
+            r#"{"server": {"maxConnectionsPerPeer": 0}}"#,
+            "server.maxConnectionsPerPeer",
+        ),
+    ] {
+        let (_dir, flags) = file(json);
+        let message = error(load(&flags, &[]));
+        assert!(message.contains(key), "{json}: {message}");
+    }
 }
 
 #[test]

@@ -26,6 +26,10 @@ pub const DOWNSTREAM_FAILED: i32 = -32002;
 pub const FORBIDDEN: i32 = -32003;
 /// Ithil's code for an exhausted daily token budget (HTTP 429).
 pub const BUDGET_EXHAUSTED: i32 = -32029;
+/// The code of a request its client cancelled with `notifications/cancelled` before it was
+/// answered. MCP defines no code for it (a client that cancels ignores the answer); this is the
+/// one the Language Server Protocol uses.
+pub const REQUEST_CANCELLED: i32 = -32800;
 
 /// The deepest nesting of arrays and objects [`parse`] accepts by default.
 pub const DEFAULT_MAX_DEPTH: usize = 64;

@@ -18,12 +18,20 @@ use crate::privacy::PrivacyFilter;
 /// Receives every audit record once it is durably committed (the stdout JSON Lines sink).
 pub type AuditSink = Arc<dyn Fn(&AuditRecord) + Send + Sync>;
 
+/// The audit outcome of a tool call that ended without an answer because its client cancelled
+/// it (`notifications/cancelled`) or went away while it waited for its downstream.
+///
+/// `ithil_audit::Outcome` does not list it yet; the record's outcome is a string, so queries
+/// and exports carry it like any other.
+pub(crate) const CANCELLED: &str = "cancelled";
+
 /// The audit fields of one handled message; the recorder adds the time, ids and agent.
 #[derive(Debug, Clone)]
 pub(crate) struct Note {
     pub action: String,
     pub tool: Option<String>,
-    pub outcome: Outcome,
+    /// One of `ithil_audit::Outcome`'s strings, or [`CANCELLED`].
+    pub outcome: &'static str,
     pub downstream_status: Option<u16>,
     pub latency_ms: Option<u64>,
     /// The call's arguments, unfiltered; the recorder filters them.
@@ -35,7 +43,7 @@ impl Note {
         Note {
             action: action.into(),
             tool: None,
-            outcome,
+            outcome: outcome.as_str(),
             downstream_status: None,
             latency_ms: None,
             arguments: None,
@@ -44,6 +52,7 @@ impl Note {
 }
 
 /// Writes audit records through the charge writer.
+#[derive(Clone)]
 pub(crate) struct Recorder {
     pub charges: ChargeHandle,
     pub audit: Arc<AuditLog>,
@@ -146,5 +155,79 @@ impl Recorder {
         if let (Some(sink), Some(rec)) = (&self.sink, stored) {
             sink(&rec);
         }
+    }
+}
+
+/// The record of a tool call that waits for its downstream, committed as [`CANCELLED`] if the
+/// call is dropped before it is disarmed (or as `internal_error` if it is dropped by a panic).
+///
+/// hyper drops a request's future when its client goes away (an HTTP/1.1 connection closed, an
+/// HTTP/2 stream reset), and a dropped future runs no more code of its own; so this guard's
+/// `Drop` spawns the record's commit on the runtime instead. The call disarms it on every way
+/// out of the waiting phase, where its own code records what happened.
+pub(crate) struct DropRecord {
+    armed: Option<Armed>,
+}
+
+struct Armed {
+    recorder: Arc<Recorder>,
+    agent_id: String,
+    request_id: String,
+    note: Note,
+}
+
+impl DropRecord {
+    /// Arms the guard with the record the call has so far.
+    pub fn arm(recorder: &Arc<Recorder>, agent_id: &str, request_id: &str, note: Note) -> Self {
+        DropRecord {
+            armed: Some(Armed {
+                recorder: Arc::clone(recorder),
+                agent_id: agent_id.to_owned(),
+                request_id: request_id.to_owned(),
+                note,
+            }),
+        }
+    }
+
+    /// The record as it would be committed, for fields learned while waiting.
+    pub fn note_mut(&mut self) -> Option<&mut Note> {
+        self.armed.as_mut().map(|armed| &mut armed.note)
+    }
+
+    /// Leaves the record to the call.
+    pub fn disarm(&mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for DropRecord {
+    fn drop(&mut self) {
+        let Some(mut armed) = self.armed.take() else {
+            return;
+        };
+        // A call that panicked was not cancelled; its record says the gateway failed.
+        armed.note.outcome = if std::thread::panicking() {
+            Outcome::InternalError.as_str()
+        } else {
+            CANCELLED
+        };
+        // Outside a runtime (a runtime that is shutting down drops its tasks from outside one)
+        // there is nothing to run the commit on; the call then leaves no record.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(request.id = %armed.request_id, "cancelled call not recorded: no runtime");
+            return;
+        };
+        runtime.spawn(async move {
+            let Armed {
+                recorder,
+                agent_id,
+                request_id,
+                note,
+            } = armed;
+            tracing::debug!(request.id = %request_id, agent.id = %agent_id, outcome = note.outcome, "tool call dropped before its answer");
+            if let Err(err) = recorder.record(&agent_id, &request_id, note).await {
+                tracing::debug!(request.id = %request_id, error = %err, "cancelled call not recorded");
+            }
+        });
     }
 }

@@ -22,3 +22,8 @@ bench:
 # Fuzz the token verifier for ten minutes (needs `cargo install cargo-fuzz`; see docs/fuzzing.md).
 fuzz seconds="600":
     cd crates/ithil-token/fuzz && cargo fuzz run --sanitizer none verify -- -max_total_time={{seconds}}
+
+# Tool calls per second and latency: the stub direct, through nginx, through Ithil (needs Debian's nginx; see docs/benchmarks.md).
+bench-speed duration="5":
+    cargo build --release -p ithil -p ithil-bench
+    cargo run --release -p ithil-bench -- run --duration {{duration}}

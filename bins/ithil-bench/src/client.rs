@@ -392,8 +392,8 @@ mod tests {
 
     #[test]
     fn an_endpoint_is_read_from_an_http_url_with_an_ip_address() {
-        let endpoint = Endpoint::new("http://127.0.0.1:8080/data/7", Shape::Get { expect: None })
-            .unwrap();
+        let endpoint =
+            Endpoint::new("http://127.0.0.1:8080/data/7", Shape::Get { expect: None }).unwrap();
         assert_eq!(endpoint.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(endpoint.host, "127.0.0.1:8080");
         assert_eq!(endpoint.path, "/data/7");
@@ -404,7 +404,11 @@ mod tests {
 
     #[test]
     fn urls_with_names_or_other_schemes_are_refused() {
-        for url in ["https://127.0.0.1:1/", "http://localhost:80/", "127.0.0.1:80"] {
+        for url in [
+            "https://127.0.0.1:1/",
+            "http://localhost:80/",
+            "127.0.0.1:80",
+        ] {
             assert!(
                 Endpoint::new(url, Shape::Get { expect: None }).is_err(),
                 "{url}"
@@ -427,8 +431,13 @@ mod tests {
 
     #[test]
     fn the_debug_print_of_an_mcp_shape_hides_the_token() {
-        let shape = Shape::mcp("secret.token.value", "getData", &serde_json::json!({}), None)
-            .unwrap();
+        let shape = Shape::mcp(
+            "secret.token.value",
+            "getData",
+            &serde_json::json!({}),
+            None,
+        )
+        .unwrap();
         let printed = format!("{shape:?}");
         assert!(!printed.contains("secret.token.value"), "{printed}");
         assert!(printed.contains("getData"), "{printed}");

@@ -26,11 +26,6 @@ impl Samples {
         self.sorted = false;
     }
 
-    /// How many latencies there are.
-    pub fn len(&self) -> usize {
-        self.nanos.len()
-    }
-
     /// The latency that `q` (0 to 1) of the calls did not exceed (nearest rank); zero when
     /// there are none.
     pub fn quantile(&mut self, q: f64) -> Duration {
@@ -63,7 +58,6 @@ mod tests {
         for micros in (1..=100).rev() {
             samples.push(Duration::from_micros(micros));
         }
-        assert_eq!(samples.len(), 100);
         assert_eq!(samples.quantile(0.5), Duration::from_micros(50));
         assert_eq!(samples.quantile(0.99), Duration::from_micros(99));
         assert_eq!(samples.quantile(1.0), Duration::from_micros(100));

@@ -67,12 +67,18 @@ pub async fn serve(listen: SocketAddr) -> Result<(), BenchError> {
         })?;
     let addr = listener.local_addr().map_err(BenchError::Io)?;
     println!("listening on http://{addr}");
+    serve_on(listener).await;
+    Ok(())
+}
 
+/// Serves the stub on `listener` until the task is dropped.
+pub async fn serve_on(listener: TcpListener) {
     let body = body();
     loop {
         // A failed accept (such as running out of descriptors) costs one connection, not the
-        // stub.
+        // stub; the pause keeps a lasting failure from spinning.
         let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -1,0 +1,397 @@
+//! The markdown report of `ithil-bench run`: the closed-loop table, the CPU per call, the
+//! goals, the fixed-rate table and the gateway's memory.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::latency::ms;
+use crate::load::Report;
+use crate::run::{RunOptions, Target};
+
+/// One measurement: a target at a client count (closed loop) or at the fixed rate.
+pub struct Cell {
+    /// The client count of a closed loop; 0 for the fixed rate.
+    pub clients: usize,
+    /// What was loaded.
+    pub target: Target,
+    /// What the load found.
+    pub report: Report,
+    /// The CPU time the target's server process used during the whole cell, warm-up and
+    /// connection set-up included (the stub's for `direct`, nginx's master and workers' for
+    /// `nginx`, the gateway's for `Ithil`).
+    pub cpu: Option<Duration>,
+    /// The CPU time the load tool itself used during the cell.
+    pub tool_cpu: Option<Duration>,
+}
+
+impl Cell {
+    /// The server's CPU time per successful call, warm-up included.
+    fn cpu_per_call(&self) -> Option<Duration> {
+        per_call(self.cpu, self.report.all_calls)
+    }
+
+    /// The load tool's CPU time per successful call, warm-up included.
+    fn tool_cpu_per_call(&self) -> Option<Duration> {
+        per_call(self.tool_cpu, self.report.all_calls)
+    }
+
+    /// The latency that `q` of the calls did not exceed.
+    pub fn p(&self, q: f64) -> Duration {
+        self.report.latencies.clone().quantile(q)
+    }
+}
+
+fn per_call(cpu: Option<Duration>, calls: u64) -> Option<Duration> {
+    let calls = u32::try_from(calls).ok().filter(|&n| n > 0)?;
+    cpu.map(|cpu| cpu / calls)
+}
+
+/// Prints one cell's figures on stderr as the run goes.
+pub fn log_cell(cell: &Cell) {
+    let report = &cell.report;
+    eprintln!(
+        "ithil-bench:   {:.0} calls/s, p50 {} ms, p99 {} ms, CPU per call {} µs (server) and \
+         {} µs (load tool), {} errors{}",
+        report.rate(),
+        ms(cell.p(0.5)),
+        ms(cell.p(0.99)),
+        micros(cell.cpu_per_call()),
+        micros(cell.tool_cpu_per_call()),
+        report.errors,
+        report
+            .first_error
+            .as_deref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    );
+}
+
+fn micros(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.0}", d.as_secs_f64() * 1e6))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// The gateway's resident memory, in KiB.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Before any load, after set-up.
+    pub idle: Option<u64>,
+    /// The largest value sampled while the gateway was loaded.
+    pub peak: Option<u64>,
+    /// Two seconds after the last load.
+    pub after_2s: Option<u64>,
+    /// Ten seconds after the last load.
+    pub after_10s: Option<u64>,
+}
+
+/// What the report says about the machine.
+pub struct Machine {
+    /// `/proc/loadavg` before the run.
+    pub load_before: String,
+    /// `/proc/loadavg` after the run.
+    pub load_after: String,
+    /// The file system of the gateway's store.
+    pub store_fs: String,
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The whole report.
+pub fn render(
+    options: &RunOptions,
+    machine: &Machine,
+    cells: &[Cell],
+    rate: Option<f64>,
+    paced: &[Cell],
+    memory: &Memory,
+) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Machine: {cores} cores ({}), shared by the load tool, the stub, nginx and the gateway; \
+         load average {} before, {} after; the gateway's store on {}. Each cell: {} s warm-up, \
+         {} s measured.\n",
+        cpu_model(),
+        machine.load_before,
+        machine.load_after,
+        machine.store_fs,
+        options.warmup.as_secs_f64(),
+        options.duration.as_secs_f64(),
+    );
+
+    let targets: Vec<Target> = {
+        let mut t: Vec<Target> = cells.iter().map(|c| c.target).collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let both = targets.contains(&Target::Ithil) && targets.contains(&Target::Nginx);
+
+    // The closed loop, one row per client count.
+    let mut header = String::from("| clients |");
+    let mut rule = String::from("|---|");
+    for target in &targets {
+        let name = target.label();
+        let _ = write!(header, " {name} calls/s | {name} p50 ms | {name} p99 ms |");
+        rule.push_str("---|---|---|");
+    }
+    if both {
+        header.push_str(" Ithil / nginx |");
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for &clients in &options.clients {
+        let mut row = format!("| {clients} |");
+        for target in &targets {
+            match find(cells, clients, *target) {
+                Some(cell) => {
+                    let errors = match cell.report.errors {
+                        0 => String::new(),
+                        n => format!(" ({n} errors)"),
+                    };
+                    let _ = write!(
+                        row,
+                        " {:.0}{errors} | {} | {} |",
+                        cell.report.rate(),
+                        ms(cell.p(0.5)),
+                        ms(cell.p(0.99))
+                    );
+                }
+                None => row.push_str(" | | |"),
+            }
+        }
+        if both {
+            match ratio(cells, clients) {
+                Some(r) => {
+                    let _ = write!(row, " {r:.2} |");
+                }
+                None => row.push_str(" |"),
+            }
+        }
+        let _ = writeln!(out, "{row}");
+    }
+
+    // The CPU per call, which the machine's other load disturbs less than rates do.
+    let _ = write!(
+        out,
+        "\nCPU time per call in µs, server / load tool (user and system, from /proc, warm-up \
+         included; the server is the stub for direct, nginx's master and workers for nginx, the \
+         gateway for Ithil; the stub's own work behind a proxy is in neither figure):\n\n\
+         | clients |"
+    );
+    for target in &targets {
+        let _ = write!(out, " {} |", target.label());
+    }
+    let _ = writeln!(out, "\n|---|{}", "---|".repeat(targets.len()));
+    for &clients in &options.clients {
+        let _ = write!(out, "| {clients} |");
+        for target in &targets {
+            let cell = find(cells, clients, *target);
+            let _ = write!(
+                out,
+                " {} / {} |",
+                micros(cell.and_then(Cell::cpu_per_call)),
+                micros(cell.and_then(Cell::tool_cpu_per_call))
+            );
+        }
+        out.push('\n');
+    }
+
+    // The goals.
+    out.push('\n');
+    if let (Some(i), Some(n), Some(share)) = (
+        find(cells, 64, Target::Ithil),
+        find(cells, 64, Target::Nginx),
+        ratio(cells, 64),
+    ) {
+        let verdict = if share >= 0.8 {
+            "met".to_owned()
+        } else {
+            format!(
+                "missed: Ithil reaches {:.0} % of the goal",
+                share / 0.8 * 100.0
+            )
+        };
+        let _ = writeln!(
+            out,
+            "- Throughput at 64 clients: Ithil {:.0} calls/s, nginx {:.0} calls/s, ratio \
+             {share:.2} (goal at least 0.80): {verdict}.",
+            i.report.rate(),
+            n.report.rate(),
+        );
+    }
+    if let (Some(i), Some(d)) = (
+        find(cells, 16, Target::Ithil),
+        find(cells, 16, Target::Direct),
+    ) {
+        let (ithil, direct) = (i.p(0.5), d.p(0.5));
+        let gap = ithil.saturating_sub(direct);
+        let verdict = if gap <= Duration::from_millis(1) {
+            "met".to_owned()
+        } else {
+            format!("missed by {} ms", ms(gap - Duration::from_millis(1)))
+        };
+        let _ = writeln!(
+            out,
+            "- p50 at 16 clients: Ithil {} ms, direct {} ms, difference {} ms (goal at most \
+             1 ms): {verdict}.",
+            ms(ithil),
+            ms(direct),
+            ms(gap),
+        );
+    }
+
+    // The open loop.
+    if let Some(rate) = rate {
+        let _ = writeln!(
+            out,
+            "\nFixed rate of {rate:.0} calls/s (half of Ithil's best closed-loop throughput), \
+             one pacing thread, latency from each call's scheduled send time:\n\n\
+             | target | achieved calls/s | connections | p50 ms | p90 ms | p99 ms | p99.9 ms | \
+             max ms | errors | CPU µs per call, server / load tool |\n\
+             |---|---|---|---|---|---|---|---|---|---|"
+        );
+        for cell in paced {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                cell.target.label(),
+                cell.report.rate(),
+                cell.report.connections,
+                ms(cell.p(0.5)),
+                ms(cell.p(0.9)),
+                ms(cell.p(0.99)),
+                ms(cell.p(0.999)),
+                ms(cell.p(1.0)),
+                cell.report.errors,
+                micros(cell.cpu_per_call()),
+                micros(cell.tool_cpu_per_call()),
+            );
+        }
+    }
+
+    // Memory.
+    if memory.idle.is_some() {
+        let mib = |kib: Option<u64>| {
+            kib.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "n/a".into())
+        };
+        let _ = writeln!(
+            out,
+            "\n| gateway resident memory (VmRSS) | idle | under load (peak) | 2 s after | \
+             10 s after |\n|---|---|---|---|---|\n| | {} | {} | {} | {} |",
+            mib(memory.idle),
+            mib(memory.peak),
+            mib(memory.after_2s),
+            mib(memory.after_10s)
+        );
+    }
+    out
+}
+
+fn find(cells: &[Cell], clients: usize, target: Target) -> Option<&Cell> {
+    cells
+        .iter()
+        .find(|c| c.clients == clients && c.target == target)
+}
+
+/// Ithil's throughput as a share of nginx's at `clients`.
+fn ratio(cells: &[Cell], clients: usize) -> Option<f64> {
+    let ithil = find(cells, clients, Target::Ithil)?.report.rate();
+    let nginx = find(cells, clients, Target::Nginx)?.report.rate();
+    (nginx > 0.0).then(|| ithil / nginx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn cell(clients: usize, target: Target, calls: u64, latency_ms: u64) -> Cell {
+        let mut report = Report {
+            calls,
+            all_calls: calls,
+            elapsed: Duration::from_secs(1),
+            connections: clients,
+            ..Report::default()
+        };
+        report.latencies.push(Duration::from_millis(latency_ms));
+        Cell {
+            clients,
+            target,
+            report,
+            cpu: Some(Duration::from_millis(100)),
+            tool_cpu: None,
+        }
+    }
+
+    fn options() -> RunOptions {
+        RunOptions {
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            clients: vec![16, 64],
+            targets: vec![Target::Direct, Target::Nginx, Target::Ithil],
+            rate: None,
+            no_rate: true,
+            ithil_bin: PathBuf::from("ithil"),
+            ithil_wrapper: None,
+            nginx_bin: PathBuf::from("nginx"),
+            dir: PathBuf::from("/tmp"),
+            keep: false,
+            threads: 1,
+        }
+    }
+
+    #[test]
+    fn the_report_compares_ithil_with_nginx_and_the_direct_call_against_the_goals() {
+        let cells = vec![
+            cell(16, Target::Direct, 4000, 1),
+            cell(16, Target::Nginx, 3000, 1),
+            cell(16, Target::Ithil, 2000, 3),
+            cell(64, Target::Direct, 4000, 1),
+            cell(64, Target::Nginx, 1000, 1),
+            cell(64, Target::Ithil, 500, 2),
+        ];
+        let machine = Machine {
+            load_before: "1 1 1".into(),
+            load_after: "2 2 2".into(),
+            store_fs: "ext4 (/dev/test)".into(),
+        };
+        let text = render(&options(), &machine, &cells, None, &[], &Memory::default());
+
+        assert!(
+            text.contains(
+                "| 64 | 4000 | 1.00 | 1.00 | 1000 | 1.00 | 1.00 | 500 | 2.00 | 2.00 | 0.50 |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ratio 0.50 (goal at least 0.80): missed: Ithil reaches 62 % of the goal"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("difference 2.00 ms (goal at most 1 ms): missed by 1.00 ms"),
+            "{text}"
+        );
+        // 100 ms of server CPU over 1000 calls.
+        assert!(
+            text.contains("| 64 | 25 / n/a | 100 / n/a | 200 / n/a |"),
+            "{text}"
+        );
+        assert!(text.contains("ext4 (/dev/test)"), "{text}");
+        assert!(!text.contains("Fixed rate"), "{text}");
+    }
+}

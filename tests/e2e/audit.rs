@@ -321,7 +321,7 @@ async fn every_outcome_of_a_tool_call_produces_exactly_one_record() {
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let answer = mcp.call("getTodo", json!({"id": 2})).await.unwrap();
-    answer.assert_budget_refusal();
+    answer.assert_withheld();
 
     // Nothing left: refused before the downstream.
     let put = stack
@@ -756,9 +756,6 @@ fn an_invalid_custom_rule_stops_the_start_naming_the_rule() {
 
 /// docs/configuration.md: exit code 2 for invalid configuration, 1 when the server cannot run.
 #[test]
-#[ignore = "reason: bug: an invalid custom privacy rule exits with 1, not the documented 2 for \
-            invalid configuration (StateError::Privacy becomes ServeError::State, not \
-            Failure::Config, in bins/ithil)"]
 fn an_invalid_custom_rule_exits_with_the_configuration_error_code() {
     let (status, stderr) = start_with_an_invalid_rule();
     assert_eq!(status.code(), Some(2), "{stderr}");

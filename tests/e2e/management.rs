@@ -293,6 +293,44 @@ async fn dev_endpoints_answer_404_without_dev_mode() {
 }
 
 #[tokio::test]
+#[ignore = "reason: bins/ithil/src/routes/mod.rs must guard the /dev routes with \
+            dev::allowed_request instead of dev::allowed; that file belongs to another change"]
+async fn the_development_shortcut_refuses_a_rebinding_host_or_a_foreign_origin() {
+    // Bug: DNS rebinding. A page at rebind.example, whose name the attacker makes resolve to
+    // 127.0.0.1, reached /dev/admin-token through the developer's browser, a loopback peer.
+    let gateway = start(GatewayOptions::new().dev());
+    let client = gateway.client();
+    let port = gateway.addr().port();
+    for path in ["/dev/admin-token", "/dev/token"] {
+        for headers in [
+            format!("Host: rebind.example:{port}\r\n"),
+            format!("Host: localhost:{port}\r\nOrigin: http://rebind.example\r\n"),
+        ] {
+            let request = format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n");
+            let answer =
+                String::from_utf8_lossy(&client.raw(request.as_bytes()).await).into_owned();
+            assert!(
+                answer.starts_with("HTTP/1.1 404 "),
+                "{path} {headers}: {answer}"
+            );
+            assert!(!answer.contains("\"token\""), "{answer}");
+        }
+    }
+
+    // The same requests addressed to localhost, from a local page, get their tokens.
+    let answer = client
+        .get("/dev/admin-token")
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await;
+    assert_token_answer(&answer, 90 * DAY);
+    let request =
+        format!("GET /dev/token HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+    let answer = String::from_utf8_lossy(&client.raw(request.as_bytes()).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
+
+#[tokio::test]
 async fn agents_and_the_signing_key_survive_a_restart() {
     let mut gateway = with_key();
     let admin = admin_token(&gateway).await;
@@ -737,4 +775,231 @@ async fn sighup_reloads_the_catalog_and_a_broken_file_keeps_the_old_one() {
     assert_eq!(answer.status, 422, "{}", answer.text());
     assert_eq!(answer.error_code(), "invalid_catalog");
     assert_eq!(names().await, ["getPost", "getPostAgain"]);
+}
+
+/// `ithil check-config ARGS`, run in `dir` with an empty environment: its exit code, stdout and
+/// stderr.
+fn check_config(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(ithil_tests::gateway::binary())
+        .arg("check-config")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `serve` with `opts` and waits for it to exit; its exit code and stderr. Fails the test
+/// (after stopping the process) if it is still running after 30 s.
+fn serve_exit(opts: GatewayOptions) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = opts
+        .command(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            // Child::kill signals exactly this process id.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A manifest of one tool on downstream `name`.
+fn manifest(name: &str) -> String {
+    json!({
+        "downstreams": {name: {"baseUrl": "http://127.0.0.1:9"}},
+        "tools": [{"name": format!("get_{name}"), "description": "a post", "downstream": name,
+                   "method": "GET", "route": "/posts/{id}",
+                   "inputSchema": {"type": "object", "properties": {"id": {"type": "integer"}},
+                                   "required": ["id"]}}]
+    })
+    .to_string()
+}
+
+fn rules_config(patterns: &[&str]) -> String {
+    let rules: Vec<Value> = patterns.iter().map(|p| json!({ "pattern": p })).collect();
+    json!({ "privacy": { "customRules": rules } }).to_string()
+}
+
+#[test]
+fn check_config_refuses_with_exit_code_2_what_serve_refuses() {
+    // Bug: check-config read the settings only, so a broken catalog or privacy rule passed it
+    // and stopped `serve` at start.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let good = write("good.json", &manifest("posts"));
+    let same = write("same.json", &manifest("posts"));
+    let broken = write("broken.json", "{ not json");
+    let bad_rule = write(
+        "bad-rule.json",
+        &rules_config(&[r"EMP-\d{6}", r"ACC(\d{10}"]),
+    );
+    let empty_rule = write("empty-rule.json", &rules_config(&[r"EMP-\d{6}", "x*"]));
+
+    for (args, named) in [
+        (
+            vec!["--config", &bad_rule, "--catalog", &good],
+            vec!["privacy.customRules.1", "invalid pattern"],
+        ),
+        (
+            vec!["--config", &empty_rule],
+            vec!["privacy.customRules.1", "matches the empty string"],
+        ),
+        (
+            vec!["--catalog", &good, "--catalog", &broken],
+            vec!["cannot load the tool catalog", "broken.json"],
+        ),
+        (
+            vec!["--catalog", &good, "--catalog", &same],
+            vec!["cannot load the tool catalog", "posts", "defined twice"],
+        ),
+    ] {
+        let (code, stdout, stderr) = check_config(dir.path(), &args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains("configuration is valid"),
+            "{args:?}: {stdout}"
+        );
+        for text in named {
+            assert!(
+                stderr.contains(text),
+                "{args:?} should name {text}: {stderr}"
+            );
+        }
+        assert!(!stderr.contains("privacy.customRules.0"), "{stderr}");
+
+        // And `serve` refuses the same configuration.
+        let serve = args
+            .iter()
+            .fold(GatewayOptions::new(), |opts, arg| opts.arg(*arg));
+        let (code, stderr) = serve_exit(serve);
+        assert_ne!(code, Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+
+    // Settings were refused before too, the circuit breaker's among them; still 2, still
+    // named.
+    for (text, key) in [
+        (
+            r#"{"admin": {"tokenExpiryDays": 0}}"#,
+            "admin.tokenExpiryDays",
+        ),
+        (
+            r#"{"circuitBreaker": {"failureRatio": 0}}"#,
+            "circuitBreaker.failureRatio",
+        ),
+    ] {
+        let file = write("setting.json", text);
+        let (code, stdout, stderr) = check_config(dir.path(), &["--config", &file]);
+        assert_eq!(code, Some(2), "{text}: {stdout}{stderr}");
+        assert!(stderr.contains(key), "{text}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn check_config_passes_what_serve_starts_with_and_says_what_it_did_not_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("posts.json");
+    std::fs::write(&catalog, manifest("posts")).unwrap();
+    let other = dir.path().join("users.json");
+    std::fs::write(&other, manifest("users")).unwrap();
+    let config = dir.path().join("ithil.json");
+    std::fs::write(&config, rules_config(&[r"EMP-\d{6}"])).unwrap();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--catalog",
+        other.to_str().unwrap(),
+    ];
+
+    let (code, stdout, stderr) = check_config(dir.path(), &args);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("configuration is valid: "), "{stdout}");
+    assert!(
+        stdout.contains("2 catalog file(s) merged into 2 tool(s), 1 custom privacy rule(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not checked: the store"), "{stdout}");
+
+    // Discovery needs the network: named as not checked, not refused.
+    let (code, stdout, stderr) = {
+        let output = std::process::Command::new(ithil_tests::gateway::binary())
+            .arg("check-config")
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env(
+                "Ithil__ToolRegistry__DownstreamBaseUrl",
+                "http://127.0.0.1:9",
+            )
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("discovery from http://127.0.0.1:9/ at /ithil/schema (needs the network)"),
+        "{stdout}"
+    );
+
+    // `serve` starts with what check-config passed.
+    let gateway = start(
+        args.iter()
+            .fold(GatewayOptions::new().api_key(API_KEY), |opts, arg| {
+                opts.arg(*arg)
+            }),
+    );
+    let admin = admin_token(&gateway).await;
+    let tools = gateway
+        .client()
+        .get("/management/tools")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(
+        tools.json().as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        tools.text()
+    );
+}
+
+#[test]
+fn serve_exits_2_for_a_custom_rule_that_matches_the_empty_string_and_names_it() {
+    let (code, stderr) = serve_exit(
+        GatewayOptions::new()
+            .env("Ithil__Privacy__CustomRules__0__Pattern", r"EMP-\d{6}")
+            .env("Ithil__Privacy__CustomRules__1__Pattern", "x*"),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("custom privacy rule 1"), "{stderr}");
+    assert!(stderr.contains("matches the empty string"), "{stderr}");
 }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use ithil_proxy::privacy::{CustomRule, PrivacyError, PrivacyFilter};
 
 use crate::config::{Config, ConfigError, Environment, Flags};
 
@@ -34,7 +35,8 @@ struct Cli {
 enum Command {
     /// Start the gateway.
     Serve(ServeArgs),
-    /// Read the configuration as `serve` would, print a summary and exit.
+    /// Check offline what `serve` checks at start (settings, catalog files, privacy rules),
+    /// print a summary and exit: 0 when `serve` would start, 2 when it would refuse.
     CheckConfig(ServeArgs),
     /// Print every configuration key with its environment variable, type and default.
     ConfigKeys,
@@ -110,7 +112,12 @@ enum Failure {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    /// The server failed: exit code 1.
+    /// A configuration that reads but that `serve` would refuse, found by `check-config`:
+    /// exit code 2.
+    #[error(transparent)]
+    Check(state::StateError),
+
+    /// The server failed: exit code 1, or 2 when the failure is the configuration's.
     #[error(transparent)]
     Serve(#[from] server::ServeError),
 
@@ -135,11 +142,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("ithil: error: {}", chain(&failure));
-            match failure {
-                Failure::Config(_) => ExitCode::from(2),
-                Failure::Serve(_) | Failure::Runtime(_) | Failure::Import(_) => ExitCode::FAILURE,
-                Failure::Remote(failure) => ExitCode::from(failure.exit_code()),
-            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+impl Failure {
+    /// 2 for invalid configuration (as for a usage error), 1 when the server cannot start or
+    /// run, and a management command's own code.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) | Failure::Check(_) => 2,
+            // A custom privacy rule is configuration, even though only building the state
+            // compiles it.
+            Failure::Serve(server::ServeError::State(state::StateError::Privacy { .. })) => 2,
+            Failure::Serve(_) | Failure::Runtime(_) | Failure::Import(_) => 1,
+            Failure::Remote(failure) => failure.exit_code(),
         }
     }
 }
@@ -163,15 +181,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             tracing::info!("stopped");
             Ok(())
         }
-        Command::CheckConfig(args) => {
-            let config = Config::load(&args.flags(), &env)?;
-            println!(
-                "configuration is valid: listen={} data={} {config}",
-                config.server.listen,
-                config.server.data_dir.display()
-            );
-            Ok(())
-        }
+        Command::CheckConfig(args) => check_config(&args.flags(), &env),
         Command::ConfigKeys => {
             print!("{}", config::keys::markdown_table());
             Ok(())
@@ -200,6 +210,64 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => Ok(cli::run_tools(&cli.remote, command)?),
         Command::Remote(command) => Ok(cli::run(&cli.remote, command)?),
     }
+}
+
+/// `ithil check-config`: everything `serve` checks before it opens the store and listens,
+/// without the network. "configuration is valid" is printed only when `serve` would start
+/// with this configuration; what needs the network or the machine is named as not checked.
+fn check_config(flags: &Flags, env: &Environment) -> Result<(), Failure> {
+    // The settings: every key, its form and range, `${env:...}` references, the signing key.
+    let config = Config::load(flags, env)?;
+
+    // The custom privacy rules compile, as `serve` compiles them.
+    let rules: Vec<CustomRule> = config
+        .privacy_rules
+        .iter()
+        .map(|rule| CustomRule::new(rule.pattern.clone(), rule.replacement.clone()))
+        .collect();
+    PrivacyFilter::new(&rules).map_err(|source| {
+        let index = match &source {
+            PrivacyError::InvalidPattern { index, .. }
+            | PrivacyError::MatchesEmpty { index, .. } => Some(*index),
+            _ => None,
+        };
+        let key = index
+            .and_then(|index| config.privacy_rules.get(index))
+            .map_or_else(|| "privacy.customRules".to_owned(), |rule| rule.key.clone());
+        Failure::Check(state::StateError::Privacy { key, source })
+    })?;
+
+    // Every catalog file loads and they merge into one catalog, as at start.
+    let source = catalog::CatalogSource::new(&config, env)
+        .map_err(|e| Failure::Check(state::StateError::Catalog(e)))?;
+    let tools = source
+        .load()
+        .map_err(|e| Failure::Check(state::StateError::Catalog(e)))?;
+
+    println!(
+        "configuration is valid: listen={} data={} {config}",
+        config.server.listen,
+        config.server.data_dir.display()
+    );
+    println!(
+        "checked: the settings, {} catalog file(s) merged into {} tool(s), {} custom privacy \
+         rule(s)",
+        config.catalog.files.len(),
+        tools.len(),
+        rules.len()
+    );
+    let mut unchecked = vec![
+        format!("the store in {}", config.server.data_dir.display()),
+        format!("whether {} is free to listen on", config.server.listen),
+    ];
+    if let Some(discovery) = source.discovery() {
+        unchecked.push(format!(
+            "discovery from {} at {} (needs the network)",
+            discovery.downstream.base_url, discovery.schema_path
+        ));
+    }
+    println!("not checked: {}", unchecked.join(", "));
+    Ok(())
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`); stdout carries the audit trail.

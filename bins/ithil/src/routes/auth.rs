@@ -80,7 +80,8 @@ where
         return Err(ApiError::method_not_allowed("POST"));
     }
 
-    // A blocked address is refused before its key is looked at, so guessing costs time.
+    // A blocked address is refused before its body is read: a cheap early answer that
+    // counts nothing.
     if let Err(retry_after) = state.throttle.check(peer.ip()) {
         return Err(too_many(retry_after));
     }
@@ -92,14 +93,17 @@ where
     let mut object = JsonObject::parse(&bytes, &["apiKey"])?;
     let api_key: String = object.required("apiKey", "a string")?;
 
+    // The attempt counts against the address before the key is compared, in the same step as
+    // the check, and nothing awaits in between: requests racing from one address cannot all
+    // pass the check and be compared, whatever their number.
+    let reservation = state.throttle.reserve(peer.ip()).map_err(too_many)?;
     if !check.matches(&api_key) {
-        let blocked = state.throttle.failure(peer.ip());
-        warn!(peer = %peer.ip(), blocked_for = ?blocked, "wrong admin api key");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-            "the API key is not valid",
-        ));
+        warn!(
+            peer = %peer.ip(),
+            blocked_for = ?reservation.blocks_for,
+            "wrong admin api key"
+        );
+        return Err(wrong_key());
     }
     state.throttle.success(peer.ip());
 
@@ -123,6 +127,16 @@ pub fn token_response(issued: &ithil_registry::IssuedToken) -> Response<Body> {
     response
 }
 
+/// 401 in the standard error shape, without `WWW-Authenticate`: the exchange is not a
+/// resource behind a bearer token, and a challenge would invite one.
+fn wrong_key() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+        "the API key is not valid",
+    )
+}
+
 fn too_many(retry_after: std::time::Duration) -> ApiError {
     let seconds = retry_after.as_secs().max(1);
     ApiError::new(
@@ -135,7 +149,218 @@ fn too_many(retry_after: std::time::Duration) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::body::Frame;
+    use ithil_token::ManualClock;
+    use time::macros::datetime;
+
     use super::*;
+    use crate::config::{Config, Environment, Flags};
+    use crate::routes::route;
+    use crate::store::Store;
+    use crate::throttle::FREE_FAILURES;
+
+    const API_KEY: &str = "auth-test-api-key-0123456789";
+
+    /// A state with an API key, on a store in a temporary directory, on a manual clock.
+    fn state_with_key() -> (tempfile::TempDir, ManualClock, Arc<AppState>) {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Environment = [
+            ("Ithil__Admin__ApiKey", API_KEY),
+            ("Ithil__Audit__DisableStdoutSink", "true"),
+        ]
+        .into_iter()
+        .collect();
+        let flags = Flags {
+            data: Some(dir.path().to_owned()),
+            ..Flags::default()
+        };
+        let config = Config::load(&flags, &env).unwrap();
+        let store = Store::open(&config.server.data_dir).unwrap();
+        let clock = ManualClock::new(datetime!(2026-05-06 12:00 UTC));
+        let (state, writer) =
+            AppState::build(&config, store, Arc::new(clock.clone()), &env).unwrap();
+        // The writer ends when the state is dropped.
+        std::thread::spawn(move || writer.run());
+        (dir, clock, Arc::new(state))
+    }
+
+    fn peer() -> SocketAddr {
+        "203.0.113.7:40000".parse().unwrap()
+    }
+
+    fn exchange_request<B>(body: B) -> Request<B> {
+        Request::post("/auth/admin/token")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .unwrap()
+    }
+
+    fn key_body(key: &str) -> Bytes {
+        Bytes::from(serde_json::json!({ "apiKey": key }).to_string())
+    }
+
+    async fn send(state: &AppState, key: &str) -> Response<Body> {
+        route(state, exchange_request(Full::new(key_body(key))), peer()).await
+    }
+
+    /// A body that arrives only once its gate opens, and counts the requests waiting for it.
+    struct Gated {
+        /// `None` once open.
+        gate: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+        data: Option<Bytes>,
+    }
+
+    impl Gated {
+        fn new(
+            data: Bytes,
+            mut open: tokio::sync::watch::Receiver<bool>,
+            waiting: Arc<AtomicUsize>,
+        ) -> Gated {
+            let gate = async move {
+                waiting.fetch_add(1, Ordering::SeqCst);
+                let _ = open.wait_for(|open| *open).await;
+            };
+            Gated {
+                gate: Some(Box::pin(gate)),
+                data: Some(data),
+            }
+        }
+    }
+
+    impl hyper::body::Body for Gated {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            let this = self.get_mut();
+            if let Some(gate) = &mut this.gate {
+                if gate.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.gate = None;
+            }
+            Poll::Ready(this.data.take().map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    #[tokio::test]
+    async fn parallel_wrong_keys_are_compared_no_more_often_than_the_throttle_allows() {
+        // Bug: the throttle was checked before the body was read and the failure counted after
+        // the comparison, so 60 wrong keys sent at once all passed the check and were all
+        // compared. Every request here has passed the early check and waits for its body
+        // before any key is compared.
+        const RACERS: usize = 60;
+        let (_dir, _clock, state) = state_with_key();
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let waiting = Arc::new(AtomicUsize::new(0));
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..RACERS {
+            let state = Arc::clone(&state);
+            let body = Gated::new(
+                key_body(&format!("wrong-{i}")),
+                gate.clone(),
+                Arc::clone(&waiting),
+            );
+            tasks.spawn(async move { route(&state, exchange_request(body), peer()).await });
+        }
+        let mut rounds = 0;
+        while waiting.load(Ordering::SeqCst) < RACERS {
+            rounds += 1;
+            assert!(rounds < 100_000, "the requests never reached their bodies");
+            tokio::task::yield_now().await;
+        }
+        open.send(true).unwrap();
+
+        let mut compared = 0;
+        let mut refused = 0;
+        while let Some(response) = tasks.join_next().await {
+            let response = response.unwrap();
+            match response.status() {
+                StatusCode::UNAUTHORIZED => compared += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert!(response.headers().contains_key(header::RETRY_AFTER));
+                    refused += 1;
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        assert_eq!(compared, FREE_FAILURES as usize);
+        assert_eq!(refused, RACERS - FREE_FAILURES as usize);
+
+        // The address is blocked now, even for the right key.
+        let answer = send(&state, API_KEY).await;
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[tokio::test]
+    async fn the_right_key_releases_its_reservation_and_the_failures_before_it() {
+        let (_dir, _clock, state) = state_with_key();
+        for _ in 0..FREE_FAILURES - 1 {
+            assert_eq!(
+                send(&state, "wrong").await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        // This attempt would have blocked the address had it failed.
+        assert_eq!(send(&state, API_KEY).await.status(), StatusCode::OK);
+
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(
+                send(&state, "wrong").await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(
+            send(&state, API_KEY).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_exchange_body_reserves_no_attempt() {
+        let (_dir, _clock, state) = state_with_key();
+        for _ in 0..FREE_FAILURES * 2 {
+            let answer = route(
+                &state,
+                exchange_request(Full::new(Bytes::from("{"))),
+                peer(),
+            )
+            .await;
+            assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        }
+        assert_eq!(send(&state, API_KEY).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_gets_the_standard_error_shape_without_a_bearer_challenge() {
+        let (_dir, _clock, state) = state_with_key();
+        let answer = send(&state, "wrong").await;
+
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
+        // The exchange is not a bearer-protected resource: no challenge.
+        assert!(!answer.headers().contains_key(header::WWW_AUTHENTICATE));
+        let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": { "code": "invalid_api_key", "message": "the API key is not valid" }
+            })
+        );
+    }
 
     fn headers(values: &[&'static str]) -> HeaderMap {
         let mut map = HeaderMap::new();

@@ -111,7 +111,12 @@ impl Fixture {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Answer {
-        let mut builder = Request::builder().method(method).uri(path);
+        // As curl sends it; the development endpoints answer only requests addressed to a
+        // loopback name.
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "localhost:5100");
         if let Some(token) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -923,6 +928,7 @@ async fn dev_endpoints_answer_loopback_peers_of_every_family() {
         "[::ffff:127.0.0.1]:1",
     ] {
         let request = Request::get("/dev/admin-token")
+            .header(header::HOST, "localhost:5100")
             .body(Full::new(Bytes::new()))
             .unwrap();
         let answer = f.send(request, peer.parse().unwrap()).await;
@@ -1060,14 +1066,88 @@ async fn mcp_goes_to_the_gateway_which_wants_an_agent_token() {
 #[tokio::test]
 async fn mcp_bodies_over_the_limit_get_413_before_the_gateway() {
     let f = fixture(&[("Ithil__Server__MaxBodyBytes", "1024")], false);
+    let agent = f
+        .state
+        .registry
+        .create(ithil_registry::NewAgent::new("big bodies"), START)
+        .unwrap();
+    let token = f
+        .state
+        .credentials
+        .issue_agent(&agent, Duration::days(1))
+        .unwrap()
+        .token;
     let request = Request::post("/mcp")
         .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Full::new(Bytes::from(vec![b' '; 2048])))
         .unwrap();
     assert_eq!(
         f.send(request, loopback()).await.status,
         StatusCode::PAYLOAD_TOO_LARGE
     );
+}
+
+#[tokio::test]
+async fn mcp_requests_without_a_valid_token_are_refused_before_their_body_is_read() {
+    // The body used to be read first, so an anonymous client could make the server buffer up
+    // to the body limit (or wait out the body timeout) before it was refused.
+    let f = fixture(&[("Ithil__Server__MaxBodyBytes", "1024")], false);
+    let oversized = Request::post("/mcp")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(vec![b' '; 2048])))
+        .unwrap();
+    let answer = f.send(oversized, loopback()).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.headers.contains_key(header::WWW_AUTHENTICATE));
+
+    // A body that never arrives is never waited for.
+    let request = Request::post("/mcp")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer not.a.token")
+        .body(NeverBody)
+        .unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        route(&f.state, request, loopback()),
+    )
+    .await
+    .expect("answered without the body");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A request body whose first byte never arrives.
+struct NeverBody;
+
+impl hyper::body::Body for NeverBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn the_circuits_are_listed_for_admins() {
+    let f = fixture(&[], false);
+    let answer = f.call("GET", "/management/circuits", None, None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    let admin = f.admin();
+    let answer = f
+        .call("GET", "/management/circuits", Some(&admin), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json(), json!([]));
+
+    let answer = f
+        .call("POST", "/management/circuits", Some(&admin), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]

@@ -852,9 +852,10 @@ fn the_budget_example_runs_out_as_the_guide_says() {
     let second = t.step(&["\"id\":3,\"method\":\"tools/call\""]);
     assert!(
         second.output.contains("-32029")
-            && second
-                .output
-                .contains("Daily token budget exhausted. Limit resets at midnight UTC."),
+            && second.output.contains(
+                "The result of this call (98 tokens) exceeds the remaining daily token budget \
+                 (52 tokens). Limit resets at midnight UTC."
+            ),
         "the second call is withheld\n{t}"
     );
     let status = t.step_after(second, &["/budget -H"]);

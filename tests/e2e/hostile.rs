@@ -298,6 +298,14 @@ fn start(config: Value) -> GatewayProcess {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A development agent's token. `/mcp` refuses a request without a valid token before it reads
+/// a byte of its body, so the tests of body limits and timeouts send one.
+async fn dev_token(gateway: &GatewayProcess) -> String {
+    let answer = gateway.client().get("/dev/token").send().await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["token"].as_str().unwrap().to_owned()
+}
+
 /// An agent with a token and an open MCP session.
 struct Agent {
     client: Client,
@@ -525,15 +533,14 @@ async fn a_body_declared_over_the_limit_gets_413_before_a_byte_of_it_is_sent() {
     let gateway = start(json!({}));
 
     // 10 GB declared, nothing sent: the answer must not wait for the body.
+    let token = dev_token(&gateway).await;
     let started = Instant::now();
     let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
-    stream
-        .write_all(
-            b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-              content-length: 10737418240\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {token}\r\ncontent-length: 10737418240\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let closed = read_until_closed(&mut stream, &mut answer, PATIENCE).await;
 
@@ -559,14 +566,13 @@ async fn a_body_declared_over_the_limit_gets_413_before_a_byte_of_it_is_sent() {
 async fn a_chunked_body_over_the_limit_gets_413_before_it_ends() {
     let gateway = start(json!({ "server": { "maxBodyBytes": 1024 } }));
 
+    let token = dev_token(&gateway).await;
     let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
-    stream
-        .write_all(
-            b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-              transfer-encoding: chunked\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {token}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
     // 1500 bytes in one chunk, and the body never ends: the answer cannot be waiting for it.
     let mut chunk = b"5dc\r\n".to_vec();
     chunk.extend(std::iter::repeat_n(b'[', 1500));
@@ -749,10 +755,12 @@ async fn a_client_trickling_its_headers_is_cut_off_at_the_header_timeout() {
 async fn a_client_trickling_its_body_gets_408_at_the_body_timeout() {
     let gateway = start(json!({ "server": { "bodyReadTimeoutSeconds": 2 } }));
 
+    let token = dev_token(&gateway).await;
     let mut slow = TcpStream::connect(gateway.addr()).await.unwrap();
     let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}"#;
     let head = format!(
-        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     slow.write_all(head.as_bytes()).await.unwrap();

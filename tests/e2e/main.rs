@@ -2,6 +2,7 @@
 
 mod audit;
 mod budget;
+mod circuit;
 mod cli;
 mod guides;
 mod hostile;

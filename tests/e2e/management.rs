@@ -293,8 +293,6 @@ async fn dev_endpoints_answer_404_without_dev_mode() {
 }
 
 #[tokio::test]
-#[ignore = "reason: bins/ithil/src/routes/mod.rs must guard the /dev routes with \
-            dev::allowed_request instead of dev::allowed; that file belongs to another change"]
 async fn the_development_shortcut_refuses_a_rebinding_host_or_a_foreign_origin() {
     // Bug: DNS rebinding. A page at rebind.example, whose name the attacker makes resolve to
     // 127.0.0.1, reached /dev/admin-token through the developer's browser, a loopback peer.

@@ -551,8 +551,9 @@ fn every_step_passes(sdk: Sdk) {
 
 /// Issue 4 asks that a caller sees a refusal's or a failure's message at once. With the default
 /// error status (HTTP 200 plus the JSON-RPC error; see docs/errors.md for why), both SDK lines
-/// get the code and the message of an exhausted budget and of a failed downstream, in JSON and
-/// in event-stream answers.
+/// get the code and the message of a budget refusal (here a result withheld because it does
+/// not fit in the one token left) and of a failed downstream, in JSON and in event-stream
+/// answers.
 #[test]
 fn budget_and_downstream_errors_reach_both_sdks_with_their_message() {
     let mut stack = Stack::start();
@@ -565,7 +566,10 @@ fn budget_and_downstream_errors_reach_both_sdks_with_their_message() {
             &run,
             "call_tool",
             -32029,
-            &["Daily token budget exhausted. Limit resets at midnight UTC."],
+            &[
+                "exceeds the remaining daily token budget (1 token).",
+                "Limit resets at midnight UTC.",
+            ],
         );
     }
 

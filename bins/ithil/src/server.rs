@@ -30,7 +30,7 @@ use self::limits::{Activity, PeerSlot, PeerSlots, TimedBody};
 use crate::config::{Config, Environment, ServerConfig};
 use crate::routes::{self, ApiError};
 use crate::state::{AppState, StateError};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// At most this many refused connections are answered at once; beyond that a refused
 /// connection is closed without an answer, so a flood costs no more than the cap allows.
@@ -103,10 +103,8 @@ pub async fn serve(
     env: Environment,
 ) -> Result<std::thread::JoinHandle<()>, ServeError> {
     info!(config = %config, "starting");
-    let store = Store::open(&config.server.data_dir)?;
-    info!(store = %store.path().display(), "store open");
-
-    let (state, writer) = AppState::build(&config, store, Arc::new(SystemClock), &env)?;
+    let (state, writer) = AppState::open(&config, Arc::new(SystemClock), &env)?;
+    info!(store = %state.store.path().display(), "store open");
     let writer = std::thread::Builder::new()
         .name("ithil-budget-writer".into())
         .spawn(move || writer.run())

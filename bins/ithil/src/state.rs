@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ithil_audit::{AuditError, AuditLog, AuditRecord};
 use ithil_budget::{Budget, BudgetConfig, BudgetError, ChargeHandle, ChargeWriter};
-use ithil_proxy::catalog::CatalogError;
-use ithil_proxy::gateway::{AuditSink, Gateway, GatewayConfig, GatewayDeps};
+use ithil_proxy::catalog::{Catalog, CatalogError};
+use ithil_proxy::circuit::{CircuitBreakers, CircuitConfigError, Transition};
+use ithil_proxy::gateway::{AuditSink, Gateway, GatewayConfig, GatewayDeps, TransitionSink};
 use ithil_proxy::privacy::{CustomRule, PrivacyError, PrivacyFilter};
 use ithil_registry::{Credentials, Registry, RegistryError};
 use ithil_token::{Clock, KeyError, KeyRing, SigningKey};
 use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::catalog::CatalogSource;
 use crate::config::{Config, Environment};
@@ -56,6 +57,10 @@ pub enum StateError {
     /// A catalog file or the discovered downstream is unusable.
     #[error("cannot load the tool catalog")]
     Catalog(#[source] CatalogError),
+
+    /// The circuit breaker's configuration is out of range.
+    #[error("invalid circuit breaker configuration")]
+    Circuit(#[source] CircuitConfigError),
 
     /// The system random source failed.
     #[error("the system random source failed")]
@@ -107,21 +112,93 @@ pub struct AppState {
     random: SystemRandom,
 }
 
+/// What is built from the configuration alone: checked before the store is opened, so that a
+/// configuration the gateway refuses (a privacy rule that does not compile, a catalog file that
+/// does not load) never leaves a new store behind.
+struct Prepared {
+    privacy: PrivacyFilter,
+    catalog: CatalogSource,
+    loaded: Catalog,
+}
+
+impl Prepared {
+    fn new(config: &Config, env: &Environment) -> Result<Prepared, StateError> {
+        let rules: Vec<CustomRule> = config
+            .privacy_rules
+            .iter()
+            .map(|rule| CustomRule::new(rule.pattern.clone(), rule.replacement.clone()))
+            .collect();
+        let privacy = PrivacyFilter::new(&rules).map_err(|source| {
+            let key = match &source {
+                PrivacyError::InvalidPattern { index, .. }
+                | PrivacyError::MatchesEmpty { index, .. } => config.privacy_rules.get(*index),
+                _ => None,
+            }
+            .map_or_else(|| "privacy.customRules".to_owned(), |rule| rule.key.clone());
+            StateError::Privacy { key, source }
+        })?;
+
+        let catalog = CatalogSource::new(config, env).map_err(StateError::Catalog)?;
+        let loaded = catalog.load().map_err(StateError::Catalog)?;
+        Ok(Prepared {
+            privacy,
+            catalog,
+            loaded,
+        })
+    }
+}
+
 impl AppState {
-    /// Builds the state on an open store, with `clock` as the only source of time; `env` is
-    /// what `${env:NAME}` in catalog files reads. The caller runs the returned budget writer
-    /// (it blocks its thread) until the state is dropped.
+    /// Checks what the configuration alone decides, then opens the store in
+    /// `config.server.dataDir` and builds the state on it, with `clock` as the only source of
+    /// time; `env` is what `${env:NAME}` in catalog files reads. The caller runs the returned
+    /// budget writer (it blocks its thread) until the state is dropped.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a privacy rule does not compile or a catalog file does not load (before the
+    /// store is opened or created), when the store cannot be opened, a store table cannot be
+    /// read, or the key is unusable.
+    pub fn open(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        env: &Environment,
+    ) -> Result<(AppState, ChargeWriter), StateError> {
+        let prepared = Prepared::new(config, env)?;
+        let store = Store::open(&config.server.data_dir)?;
+        AppState::build_prepared(config, prepared, store, clock)
+    }
+
+    /// Builds the state on a store the caller opened, as [`AppState::open`] does; for tests,
+    /// which keep the store's directory of their own.
     ///
     /// # Errors
     ///
     /// Fails when a store table cannot be read, the key is unusable, a privacy rule does not
     /// compile, or a catalog file does not load.
+    #[cfg(test)]
     pub fn build(
         config: &Config,
         store: Store,
         clock: Arc<dyn Clock>,
         env: &Environment,
     ) -> Result<(AppState, ChargeWriter), StateError> {
+        let prepared = Prepared::new(config, env)?;
+        AppState::build_prepared(config, prepared, store, clock)
+    }
+
+    fn build_prepared(
+        config: &Config,
+        prepared: Prepared,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(AppState, ChargeWriter), StateError> {
+        let Prepared {
+            privacy,
+            catalog,
+            loaded,
+        } = prepared;
+
         let key_bytes = match &config.jwt.signing_key {
             Some(configured) => configured.expose().clone(),
             None => store
@@ -154,23 +231,8 @@ impl AppState {
             .map_err(StateError::Budget)?;
         let (charges, writer) = budget.writer();
         let audit = AuditLog::open(Arc::clone(store.database())).map_err(StateError::Audit)?;
-
-        let rules: Vec<CustomRule> = config
-            .privacy_rules
-            .iter()
-            .map(|rule| CustomRule::new(rule.pattern.clone(), rule.replacement.clone()))
-            .collect();
-        let privacy = PrivacyFilter::new(&rules).map_err(|source| {
-            let key = match &source {
-                PrivacyError::InvalidPattern { index, .. } => config.privacy_rules.get(*index),
-                _ => None,
-            }
-            .map_or_else(|| "privacy.customRules".to_owned(), |rule| rule.key.clone());
-            StateError::Privacy { key, source }
-        })?;
-
-        let catalog = CatalogSource::new(config, env).map_err(StateError::Catalog)?;
-        let loaded = catalog.load().map_err(StateError::Catalog)?;
+        let circuits = CircuitBreakers::new(config.circuit_breaker, Arc::clone(&clock))
+            .map_err(StateError::Circuit)?;
 
         let registry = Arc::new(registry);
         let credentials = Arc::new(credentials);
@@ -183,6 +245,7 @@ impl AppState {
             allow_loopback_origins: config.mcp.allow_loopback_origins,
             allowed_origins: config.mcp.allowed_origins.clone(),
             error_status: config.mcp.error_status,
+            max_json_depth: config.mcp.max_json_depth,
             encoding: config.budget_encoding,
             ..GatewayConfig::default()
         };
@@ -198,6 +261,8 @@ impl AppState {
                 privacy: Arc::new(privacy),
                 audit_sink: audit_sink.clone(),
                 default_daily_limit: config.default_daily_token_limit,
+                circuits: Arc::new(circuits),
+                on_circuit_transition: Some(log_transition()),
             },
         );
 
@@ -242,6 +307,19 @@ impl AppState {
         }
         id
     }
+}
+
+/// Logs every change of a circuit's state at warn: an operator wants to know at once that a
+/// downstream is isolated, and when it is back.
+fn log_transition() -> TransitionSink {
+    Arc::new(|transition: &Transition| {
+        warn!(
+            downstream = %transition.downstream,
+            from = %transition.from,
+            to = %transition.to,
+            "{transition}"
+        );
+    })
 }
 
 /// Writes every committed audit record to stdout as one JSON line.
@@ -308,6 +386,51 @@ impl Readiness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_privacy_rule_that_does_not_compile_leaves_no_store_behind() {
+        // A bad rule used to be found only after the store was created, so a refused start
+        // left an empty store in a fresh data directory.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let env: Environment = [("Ithil__Privacy__CustomRules__0__Pattern", "(unclosed")]
+            .into_iter()
+            .collect();
+        let flags = crate::config::Flags {
+            data: Some(data.clone()),
+            ..crate::config::Flags::default()
+        };
+        let config = Config::load(&flags, &env).unwrap();
+
+        let error = AppState::open(&config, Arc::new(ithil_token::SystemClock), &env)
+            .err()
+            .expect("the rule is refused");
+
+        assert!(
+            error.to_string().contains("privacy.customRules.0"),
+            "{error}"
+        );
+        assert!(!data.exists(), "a store directory was created");
+    }
+
+    #[test]
+    fn open_creates_the_store_of_a_valid_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let env = Environment::default();
+        let flags = crate::config::Flags {
+            data: Some(data.clone()),
+            ..crate::config::Flags::default()
+        };
+        let config = Config::load(&flags, &env).unwrap();
+
+        let (state, _writer) =
+            AppState::open(&config, Arc::new(ithil_token::SystemClock), &env).unwrap();
+
+        assert!(state.store.path().starts_with(&data));
+        assert!(state.store.path().exists());
+        assert!(state.gateway.circuits().snapshot().is_empty());
+    }
 
     #[test]
     fn the_api_key_check_accepts_only_the_exact_key() {

@@ -367,6 +367,9 @@ vocabulary! {
         DownstreamError => "downstream_error",
         /// The downstream API did not answer in time.
         DownstreamTimeout => "downstream_timeout",
+        /// The client cancelled the call (`notifications/cancelled`) or went away while it waited
+        /// for its downstream; nothing was charged.
+        Cancelled => "cancelled",
         /// The arguments do not match the tool's input schema.
         InvalidArguments => "invalid_arguments",
         /// The request is not valid JSON-RPC or MCP, or a management request is invalid.
@@ -562,6 +565,7 @@ mod tests {
             "rejected_too_large",
             "unknown_tool",
             "unauthenticated",
+            "cancelled",
         ] {
             let outcome: Outcome = text.parse().unwrap();
             assert_eq!(outcome.as_str(), text);

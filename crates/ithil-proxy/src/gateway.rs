@@ -1,15 +1,20 @@
 //! The gateway: the MCP endpoint and the tool-call pipeline.
 //!
 //! [`Gateway::handle_mcp`] is a function of the gateway's state and one buffered HTTP request,
-//! so the whole endpoint can be driven without a socket. The server routes `/mcp` to it.
+//! so the whole endpoint can be driven without a socket. A server that reads bodies itself
+//! calls [`Gateway::authenticate`] on the request head first and
+//! [`Gateway::handle_mcp_authenticated`] once the body is in, so that a request without a valid
+//! token is refused before a byte of its body is read.
 //!
 //! Every request passes the same gates, in order: the `Origin` check (403), the HTTP method
 //! (`GET` and others 405), the agent token (401), the body format, the session (400 without
 //! one, 404 for an unknown, expired or foreign one) and the `MCP-Protocol-Version` header
-//! (400). Then each JSON-RPC message is dispatched. A tool call runs governance (allowlist,
-//! scopes, write block), the budget pre-check, argument validation, the downstream request,
-//! the privacy filter, the `maxResponseTokens` limit and the atomic charge, whose write
-//! transaction also holds the call's audit record.
+//! (400). Then each JSON-RPC message is dispatched; before each message of a batch the agent is
+//! looked up again, so a batch stops at the first message after its agent was deactivated or
+//! deleted. A tool call runs governance (allowlist, scopes, write block), the budget pre-check,
+//! the circuit pre-check, argument validation, the downstream request, the privacy filter, the
+//! `maxResponseTokens` limit and the atomic charge, whose write transaction also holds the
+//! call's audit record (see [`crate::mcp`]'s `call` module).
 //!
 //! While a call waits for its downstream it can be cancelled: by `notifications/cancelled`
 //! naming its id in its session, or by its client going away (hyper then drops the call's
@@ -24,28 +29,28 @@ use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use http::header::ALLOW;
+use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use ithil_audit::{Action, AuditLog, Outcome};
-use ithil_budget::{Budget, ChargeHandle, ChargeOutcome, Encoding, TokenCounter, utc_day};
+use ithil_budget::{Budget, ChargeHandle, Encoding, TokenCounter};
 use ithil_registry::{AgentPrincipal, AuthError, Credentials, Registry};
 use ring::rand::SystemRandom;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::catalog::{Catalog, Downstream, Tool};
-use crate::forward::{ErrorOrigin, ForwardError, Forwarder};
+use crate::catalog::Catalog;
+use crate::circuit::{CircuitBreakers, Transition};
+use crate::forward::Forwarder;
+use crate::mcp::call::unauthorized_error;
 use crate::mcp::inflight::InFlightCalls;
 use crate::mcp::jsonrpc::{
-    self, BUDGET_EXHAUSTED, DOWNSTREAM_FAILED, ErrorObject, FORBIDDEN, INTERNAL_ERROR,
-    INVALID_PARAMS, INVALID_REQUEST, Id, METHOD_NOT_FOUND, Message, Payload, REQUEST_CANCELLED,
+    self, ErrorObject, INTERNAL_ERROR, INVALID_REQUEST, Id, METHOD_NOT_FOUND, Message, Payload,
     Reply,
 };
-use crate::mcp::policy::{BodyFault, Shaped, check_body, declares_json, refusal, shape_body};
 pub use crate::mcp::recorder::AuditSink;
-use crate::mcp::recorder::{CANCELLED, DropRecord, Note, Recorder};
+use crate::mcp::recorder::{Note, Recorder};
 use crate::mcp::session::{self, SESSION_HEADER, SessionInfo, SessionLimits, Sessions};
 use crate::mcp::tools;
 use crate::mcp::transport::{
@@ -54,15 +59,10 @@ use crate::mcp::transport::{
 };
 use crate::mcp::version::{self, ProtocolVersion};
 use crate::privacy::PrivacyFilter;
-use crate::schema::ArgumentError;
 
 /// The message of every budget refusal, as the reference documents it.
 pub const BUDGET_EXHAUSTED_MESSAGE: &str =
     "Daily token budget exhausted. Limit resets at midnight UTC.";
-
-/// Bodies at least this long are filtered and counted on a blocking thread, so that a large
-/// response does not stall the other requests of its runtime worker.
-const BLOCKING_THRESHOLD: usize = 64 * 1024;
 
 /// How refusals and downstream failures show in the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +74,8 @@ pub enum ErrorStatus {
     #[default]
     Always200,
     /// The reference behaviour: 403 for refusals, 429 for an exhausted budget, 502 for a failed
-    /// downstream, 500 for a failure of the gateway itself, each with its JSON-RPC body.
+    /// downstream, 503 (with `Retry-After`) for an open circuit, 500 for a failure of the
+    /// gateway itself, each with its JSON-RPC body.
     Reference,
 }
 
@@ -100,7 +101,8 @@ pub struct GatewayConfig {
     /// The most messages one JSON-RPC batch may hold (batches exist only in 2025-03-26).
     /// Default is 50.
     pub max_batch_len: usize,
-    /// The deepest nesting of arrays and objects a request body may have. Default is 64.
+    /// The deepest nesting of arrays and objects a request body may have; deeper bodies get
+    /// 400. Default is 64.
     pub max_json_depth: usize,
     /// The `serverInfo.version` announced at `initialize`. Default is this crate's version.
     pub server_version: String,
@@ -133,6 +135,9 @@ impl Default for GatewayConfig {
 /// boxed because a response is large next to the values it stands beside.
 type Early = Box<Response<Full<Bytes>>>;
 
+/// Receives every change of a circuit's state (the server logs them at warn).
+pub type TransitionSink = Arc<dyn Fn(&Transition) + Send + Sync>;
+
 /// What the gateway is built from: the stores and services it shares with the server.
 #[derive(Clone)]
 pub struct GatewayDeps {
@@ -155,6 +160,12 @@ pub struct GatewayDeps {
     pub audit_sink: Option<AuditSink>,
     /// The daily token limit of agents without their own.
     pub default_daily_limit: u64,
+    /// The circuit breakers of the downstreams, kept in step with the catalog (one circuit per
+    /// downstream name). Build them on the same clock as `credentials`, so that one injected
+    /// clock moves breaks too.
+    pub circuits: Arc<CircuitBreakers>,
+    /// Called with every change of a circuit's state; `None` leaves them to the debug log.
+    pub on_circuit_transition: Option<TransitionSink>,
 }
 
 impl std::fmt::Debug for GatewayDeps {
@@ -162,21 +173,22 @@ impl std::fmt::Debug for GatewayDeps {
         f.debug_struct("GatewayDeps")
             .field("tools", &self.catalog.tools.len())
             .field("default_daily_limit", &self.default_daily_limit)
+            .field("circuits", &self.circuits)
             .finish_non_exhaustive()
     }
 }
 
 /// The MCP endpoint with its sessions, catalog and downstream client.
 pub struct Gateway {
-    cfg: GatewayConfig,
-    deps: GatewayDeps,
-    recorder: Arc<Recorder>,
-    in_flight: Arc<InFlightCalls>,
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) deps: GatewayDeps,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) in_flight: Arc<InFlightCalls>,
     catalog: RwLock<Arc<Catalog>>,
     sessions: Sessions,
     origins: OriginPolicy,
-    forwarder: Forwarder,
-    counter: Arc<TokenCounter>,
+    pub(crate) forwarder: Forwarder,
+    pub(crate) counter: Arc<TokenCounter>,
     rng: SystemRandom,
 }
 
@@ -191,85 +203,34 @@ impl std::fmt::Debug for Gateway {
 
 /// The HTTP status class of a JSON-RPC answer, turned into a status by [`ErrorStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub(crate) enum Class {
     Ok,
+    /// The agent is no longer allowed in (401 in both modes, as authentication failures are).
+    Unauthorized,
     Forbidden,
     Budget,
     Downstream,
+    /// An open circuit; carries the seconds for `Retry-After`.
+    Unavailable(u64),
     Internal,
 }
 
 /// One message's answer: the reply (none for notifications) and its status class. The audit
 /// record is already committed when a `Handled` exists.
 #[derive(Debug)]
-struct Handled {
-    reply: Option<Reply>,
-    class: Class,
-}
-
-/// Why a tool call ended without a result.
-#[derive(Debug)]
-enum Stop {
-    /// Refused before the charge: the caller records the outcome, then answers the error.
-    Refused(Outcome, ErrorObject, Class),
-    /// Ended at the charge, whose transaction already holds (or lost) the record.
-    Recorded(ErrorObject, Class),
-    /// Cancelled by `notifications/cancelled` while it waited for its downstream: nothing was
-    /// charged; the caller records the outcome and answers the cancellation error.
-    Cancelled,
-}
-
-impl Stop {
-    fn invalid_params(message: &str) -> Stop {
-        let e = ErrorObject::new(INVALID_PARAMS, message);
-        Stop::Refused(Outcome::InvalidRequest, e, Class::Ok)
-    }
-
-    fn internal() -> Stop {
-        Stop::Refused(Outcome::InternalError, internal_error(), Class::Internal)
-    }
-
-    /// A failed downstream request: the downstream's failures are -32002 (502), the gateway's
-    /// own -32603 (500).
-    fn forward(err: &ForwardError) -> Stop {
-        if err.origin() == ErrorOrigin::Gateway {
-            return Stop::internal();
-        }
-        let (outcome, message) = match err {
-            ForwardError::Timeout { .. } => (
-                Outcome::DownstreamTimeout,
-                "Downstream API failed: no answer in time",
-            ),
-            ForwardError::TooLarge { .. } => (
-                Outcome::RejectedTooLarge,
-                "Downstream API failed: response larger than allowed",
-            ),
-            ForwardError::Connect { .. } => (
-                Outcome::DownstreamError,
-                "Downstream API failed: unreachable",
-            ),
-            ForwardError::Body { .. } => (
-                Outcome::DownstreamError,
-                "Downstream API failed: the response broke off",
-            ),
-            ForwardError::Exchange { .. } => (
-                Outcome::DownstreamError,
-                "Downstream API failed: the connection failed",
-            ),
-            _ => (Outcome::DownstreamError, "Downstream API failed"),
-        };
-        let e = ErrorObject::new(DOWNSTREAM_FAILED, message);
-        Stop::Refused(outcome, e, Class::Downstream)
-    }
+pub(crate) struct Handled {
+    pub(crate) reply: Option<Reply>,
+    pub(crate) class: Class,
 }
 
 /// What every message of one HTTP request shares.
-struct Ctx<'a> {
-    principal: &'a AgentPrincipal,
-    version: ProtocolVersion,
-    peer: SocketAddr,
+pub(crate) struct Ctx<'a> {
+    /// The agent as the registry held it when the message started.
+    pub(crate) principal: &'a AgentPrincipal,
+    pub(crate) version: ProtocolVersion,
+    pub(crate) peer: SocketAddr,
     /// The session the request belongs to, which scopes the ids it may cancel.
-    session: &'a str,
+    pub(crate) session: &'a str,
 }
 
 impl Gateway {
@@ -278,8 +239,10 @@ impl Gateway {
     /// The session store reads time from the credentials' clock, like token checks and budget
     /// days, so one injected clock moves them all. The charge writer behind `deps.charges` must
     /// be running: every answer waits for its audit record's commit, so without the writer
-    /// every authenticated request fails with 500.
+    /// every authenticated request fails with 500. The circuits are made to match the catalog's
+    /// downstreams, here and on every [`Gateway::replace_catalog`].
     pub fn new(cfg: GatewayConfig, deps: GatewayDeps) -> Gateway {
+        sync_circuits(&deps.circuits, &deps.catalog);
         let limits = SessionLimits {
             idle_timeout: time::Duration::try_from(cfg.session_idle_timeout)
                 .unwrap_or(time::Duration::MAX),
@@ -316,9 +279,17 @@ impl Gateway {
         Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Swaps in a new catalog; requests in flight finish with the old one.
+    /// Swaps in a new catalog; requests in flight finish with the old one. Circuits of
+    /// downstreams that stay keep their state; those of new ones start closed, and those of
+    /// removed ones are forgotten.
     pub fn replace_catalog(&self, catalog: Catalog) {
+        sync_circuits(&self.deps.circuits, &catalog);
         *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(catalog);
+    }
+
+    /// The circuit breakers of the downstreams, for `GET /management/circuits`.
+    pub fn circuits(&self) -> &Arc<CircuitBreakers> {
+        &self.deps.circuits
     }
 
     /// The live sessions.
@@ -332,18 +303,74 @@ impl Gateway {
     }
 
     /// Handles one request to the MCP endpoint: `POST` (messages), `DELETE` (end a session);
-    /// every other method gets 405.
+    /// every other method gets 405. It is [`Gateway::authenticate`] followed by
+    /// [`Gateway::handle_mcp_authenticated`].
     pub async fn handle_mcp(&self, req: Request<Bytes>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
+        let principal = match self.authenticate(&parts, peer).await {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
+        self.handle_mcp_authenticated(Request::from_parts(parts, body), principal, peer)
+            .await
+    }
 
-        if !self.origins.allows(&parts.headers) {
+    /// Runs the gates that need only the request head: the `Origin` check (403), the method
+    /// (405 for anything but `POST` and `DELETE`) and the agent token (401), in that order.
+    ///
+    /// A server that reads the body itself calls this first, so that a request without a valid
+    /// token costs it no body, then passes the principal to
+    /// [`Gateway::handle_mcp_authenticated`]. The reason of a refusal goes to the debug log
+    /// only; a valid token of a deleted or deactivated agent also leaves an audit record.
+    ///
+    /// # Errors
+    ///
+    /// Returns the response to send when a gate refuses the request.
+    pub async fn authenticate(
+        &self,
+        head: &Parts,
+        peer: SocketAddr,
+    ) -> Result<AgentPrincipal, Response<Full<Bytes>>> {
+        if !self.origins.allows(&head.headers) {
             tracing::debug!(%peer, "mcp request refused: origin not allowed");
-            return transport_error(StatusCode::FORBIDDEN, "Forbidden: origin not allowed");
+            return Err(transport_error(
+                StatusCode::FORBIDDEN,
+                "Forbidden: origin not allowed",
+            ));
         }
+        if !matches!(head.method, Method::POST | Method::DELETE) {
+            let mut resp = empty(StatusCode::METHOD_NOT_ALLOWED);
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+            return Err(resp);
+        }
+        self.verify(&head.headers, peer).await.map_err(|resp| *resp)
+    }
 
+    /// Handles a request whose head [`Gateway::authenticate`] accepted, with `principal` as it
+    /// returned it; the token is not verified again.
+    ///
+    /// The agent is looked up again in the registry (from memory) first, since reading the
+    /// body may have taken a while: an agent deactivated or deleted meanwhile gets 401.
+    pub async fn handle_mcp_authenticated(
+        &self,
+        req: Request<Bytes>,
+        principal: AgentPrincipal,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let Some(principal) = self.current_principal(&principal) else {
+            let agent_id = principal.agent.agent_id.as_str();
+            tracing::debug!(%peer, agent.id = agent_id, "mcp request refused: agent gone or inactive");
+            let note = Note::new("mcp", Outcome::Unauthenticated);
+            let request_id = self.trace_id();
+            // An audit failure must not turn a 401 into something else.
+            let _ = self.record(agent_id, &request_id, note).await;
+            return unauthorized();
+        };
         match parts.method {
-            Method::POST => self.post(&parts, body, peer).await,
-            Method::DELETE => self.delete(&parts, peer).await,
+            Method::POST => self.post(&parts, body, &principal, peer).await,
+            Method::DELETE => self.delete(&parts, &principal, peer).await,
             _ => {
                 let mut resp = empty(StatusCode::METHOD_NOT_ALLOWED);
                 resp.headers_mut()
@@ -353,12 +380,25 @@ impl Gateway {
         }
     }
 
+    /// The agent of `principal` as the registry holds it now, with the token's scopes that the
+    /// agent still has; `None` when it was deleted (or deleted and made anew under its id) or
+    /// deactivated since `principal` was made.
+    pub(crate) fn current_principal(&self, principal: &AgentPrincipal) -> Option<AgentPrincipal> {
+        let agent = self.deps.registry.get(&principal.agent.agent_id)?;
+        if !agent.is_active || agent.created_at != principal.agent.created_at {
+            return None;
+        }
+        if Arc::ptr_eq(&agent, &principal.agent) {
+            return Some(principal.clone());
+        }
+        let mut current = principal.clone();
+        current.scopes.retain(|scope| agent.scopes.contains(scope));
+        current.agent = agent;
+        Some(current)
+    }
+
     /// Verifies the bearer token; the reason of a refusal goes to the debug log only.
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        peer: SocketAddr,
-    ) -> Result<AgentPrincipal, Early> {
+    async fn verify(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<AgentPrincipal, Early> {
         let token = bearer_token(headers);
         let result = match token {
             Some(t) => self.deps.credentials.verify_agent(t, &self.deps.registry),
@@ -383,11 +423,13 @@ impl Gateway {
         }
     }
 
-    async fn post(&self, parts: &Parts, body: Bytes, peer: SocketAddr) -> Response<Full<Bytes>> {
-        let principal = match self.authenticate(&parts.headers, peer).await {
-            Ok(p) => p,
-            Err(resp) => return *resp,
-        };
+    async fn post(
+        &self,
+        parts: &Parts,
+        body: Bytes,
+        principal: &AgentPrincipal,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let agent_id = principal.agent.agent_id.as_str();
 
         if !is_json_content_type(&parts.headers) {
@@ -423,7 +465,7 @@ impl Gateway {
 
         match payload {
             Payload::Single(Ok(Message::Request(req))) if req.method == "initialize" => {
-                self.initialize(&principal, req.id, req.params.as_ref(), format)
+                self.initialize(principal, req.id, req.params.as_ref(), format)
                     .await
             }
             Payload::Single(Ok(Message::Request(req))) if req.method == "server/discover" => {
@@ -450,7 +492,7 @@ impl Gateway {
                     }
                 };
                 let ctx = Ctx {
-                    principal: &principal,
+                    principal,
                     version,
                     peer,
                     session: &session.id,
@@ -462,7 +504,7 @@ impl Gateway {
                         transport_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
                     }
                     None => empty(StatusCode::ACCEPTED),
-                    Some(reply) => reply_response(self.status(handled.class), format, &reply),
+                    Some(reply) => self.answer(handled.class, format, &reply),
                 }
             }
             Payload::Batch(items) => {
@@ -492,7 +534,7 @@ impl Gateway {
                         .await;
                 }
                 let ctx = Ctx {
-                    principal: &principal,
+                    principal,
                     version,
                     peer,
                     session: &session.id,
@@ -500,6 +542,25 @@ impl Gateway {
                 self.batch(&ctx, items, format).await
             }
         }
+    }
+
+    /// The response to a single message's reply, with the status its class has in the
+    /// configured mode.
+    fn answer(&self, class: Class, format: ResponseFormat, reply: &Reply) -> Response<Full<Bytes>> {
+        let status = self.status(class);
+        let mut resp = reply_response(status, format, reply);
+        match class {
+            Class::Unauthorized => {
+                resp.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Class::Unavailable(secs) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            _ => {}
+        }
+        resp
     }
 
     /// Records the refusal of an authenticated request at the HTTP level, then answers `resp`.
@@ -521,6 +582,9 @@ impl Gateway {
 
     /// Runs a batch in order and answers with the array of its replies (202 when it held only
     /// notifications and responses).
+    ///
+    /// The agent is looked up again before each message: once it is deactivated or deleted,
+    /// every later message is refused with -32001 and recorded as `unauthenticated`.
     async fn batch(
         &self,
         ctx: &Ctx<'_>,
@@ -530,6 +594,30 @@ impl Gateway {
         let agent_id = ctx.principal.agent.agent_id.as_str();
         let mut replies = Vec::new();
         for item in items {
+            let Some(current) = self.current_principal(ctx.principal) else {
+                let (id, action) = match &item {
+                    Ok(Message::Request(req)) => (Some(req.id.clone()), req.method.as_str()),
+                    Ok(Message::Notification(n)) => (None, n.method.as_str()),
+                    Ok(Message::Response(_)) => continue,
+                    Err(invalid) => (invalid.id.clone(), "mcp"),
+                };
+                let request_id = self.trace_id();
+                let note = Note::new(action, Outcome::Unauthenticated);
+                if let Err(resp) = self.record(agent_id, &request_id, note).await {
+                    return *resp;
+                }
+                if let Some(id) = id {
+                    replies.push(Reply::error(Some(id), unauthorized_error()));
+                }
+                continue;
+            };
+            let ctx = Ctx {
+                principal: &current,
+                version: ctx.version,
+                peer: ctx.peer,
+                session: ctx.session,
+            };
+
             let reply = match item {
                 Ok(Message::Request(req)) if req.method == "initialize" => {
                     let request_id = self.trace_id();
@@ -545,7 +633,7 @@ impl Gateway {
                         ),
                     ))
                 }
-                Ok(message) => self.dispatch(ctx, message).await.reply,
+                Ok(message) => self.dispatch(&ctx, message).await.reply,
                 Err(invalid) => {
                     let request_id = self.trace_id();
                     let note = Note::new("mcp", Outcome::InvalidRequest);
@@ -646,11 +734,12 @@ impl Gateway {
         resp
     }
 
-    async fn delete(&self, parts: &Parts, peer: SocketAddr) -> Response<Full<Bytes>> {
-        let principal = match self.authenticate(&parts.headers, peer).await {
-            Ok(p) => p,
-            Err(resp) => return *resp,
-        };
+    async fn delete(
+        &self,
+        parts: &Parts,
+        principal: &AgentPrincipal,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let agent_id = principal.agent.agent_id.as_str();
         let Some(id) = parts
             .headers
@@ -765,12 +854,13 @@ impl Gateway {
                     Note::new(Action::ToolsList.as_str(), Outcome::InvalidRequest),
                 ),
             },
+            // The recorder bounds and filters the method before it reaches the trail.
             other => (
                 Err(ErrorObject::new(
                     METHOD_NOT_FOUND,
                     format!("Method not found: {}", truncate_chars(other, 64)),
                 )),
-                Note::new(truncate_chars(other, 64), Outcome::InvalidRequest),
+                Note::new(other, Outcome::InvalidRequest),
             ),
         };
         if let Err(handled) = self.record_or_fail(agent_id, &request_id, note, &id).await {
@@ -800,266 +890,8 @@ impl Gateway {
         );
     }
 
-    /// The tool-call pipeline; its steps are in [`Gateway::run_call`].
-    async fn tools_call(
-        &self,
-        ctx: &Ctx<'_>,
-        request_id: &str,
-        id: Id,
-        params: Option<&Value>,
-    ) -> Handled {
-        let agent_id = ctx.principal.agent.agent_id.as_str();
-        let mut note = Note::new(Action::ToolsCall.as_str(), Outcome::InvalidRequest);
-        match self.run_call(ctx, request_id, &id, params, &mut note).await {
-            Ok(result) => Handled {
-                reply: Some(Reply::result(id, result)),
-                class: Class::Ok,
-            },
-            Err(Stop::Refused(outcome, error, class)) => {
-                note.outcome = outcome.as_str();
-                self.refuse(agent_id, request_id, note, id, error, class)
-                    .await
-            }
-            Err(Stop::Cancelled) => {
-                note.outcome = CANCELLED;
-                let error = ErrorObject::new(REQUEST_CANCELLED, "Request cancelled");
-                self.refuse(agent_id, request_id, note, id, error, Class::Ok)
-                    .await
-            }
-            Err(Stop::Recorded(error, class)) => Handled {
-                reply: Some(Reply::error(Some(id), error)),
-                class,
-            },
-        }
-    }
-
-    /// Runs a tool call up to its charged result, or stops it. `note` collects the audit
-    /// fields as the call goes; a stop before the charge is recorded by the caller.
-    async fn run_call(
-        &self,
-        ctx: &Ctx<'_>,
-        request_id: &str,
-        id: &Id,
-        params: Option<&Value>,
-        note: &mut Note,
-    ) -> Result<Value, Stop> {
-        let principal = ctx.principal;
-        let agent = &principal.agent;
-        let agent_id = agent.agent_id.as_str();
-
-        // The request: a tool name and an object of arguments.
-        let params = jsonrpc::params_object(params)
-            .map_err(|e| Stop::Refused(Outcome::InvalidRequest, e, Class::Ok))?;
-        let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Err(Stop::invalid_params(
-                "Invalid params: name must be a string",
-            ));
-        };
-        note.tool = Some(truncate_chars(name, 128));
-        let args = match params.get("arguments") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => {
-                return Err(Stop::invalid_params(
-                    "Invalid params: arguments must be an object",
-                ));
-            }
-        };
-        note.arguments = Some(Value::Object(args.clone()));
-
-        // Governance: the tool must exist and the agent may call it. Nothing leaves the
-        // gateway before these checks pass.
-        let catalog = self.catalog();
-        let Some(tool) = catalog.tool(name) else {
-            let message = format!("Unknown tool: {}", truncate_chars(name, 128));
-            let e = ErrorObject::new(INVALID_PARAMS, message);
-            return Err(Stop::Refused(Outcome::UnknownTool, e, Class::Ok));
-        };
-        if let Some(refusal) = refusal(principal, tool) {
-            let e = ErrorObject::new(FORBIDDEN, refusal.message(tool));
-            return Err(Stop::Refused(refusal.outcome(), e, Class::Forbidden));
-        }
-
-        // The budget pre-check: an agent with nothing left does not reach the downstream.
-        let day = utc_day(self.now());
-        let limit = agent.daily_limit(self.deps.default_daily_limit);
-        if self.deps.budget.remaining(agent_id, limit, day) == 0 {
-            let e = ErrorObject::new(BUDGET_EXHAUSTED, BUDGET_EXHAUSTED_MESSAGE);
-            return Err(Stop::Refused(Outcome::BudgetExhausted, e, Class::Budget));
-        }
-
-        // The arguments, checked against the schema, then placed into the request.
-        let invalid = |err: ArgumentError| {
-            let e = ErrorObject::new(INVALID_PARAMS, format!("Invalid arguments: {err}"));
-            Stop::Refused(Outcome::InvalidArguments, e, Class::Ok)
-        };
-        tool.compiled_schema
-            .validate_arguments(&args)
-            .map_err(invalid)?;
-        let ds = catalog.downstream_of(tool).ok_or_else(Stop::internal)?;
-        let request = match tool.build_request(ds, &args, request_id) {
-            Ok(r) => r,
-            Err(ArgumentError::Request(err)) => {
-                tracing::debug!(request.id = request_id, tool = name, error = %err, "downstream request not built");
-                return Err(Stop::internal());
-            }
-            Err(err) => return Err(invalid(err)),
-        };
-
-        // From here the call waits for its downstream and may be cancelled, by id or by its
-        // client going away. Both drop the downstream request (its connection closes) before
-        // anything is charged; the guard records a dropped call, the caller a cancelled one.
-        let mut on_drop = DropRecord::arm(&self.recorder, agent_id, request_id, note.clone());
-        let fetch = self.fetch(
-            ds,
-            request,
-            tool,
-            ctx.version,
-            request_id,
-            note,
-            &mut on_drop,
-        );
-        let mut registration = self.in_flight.register(ctx.session, id);
-        let shaped = tokio::select! {
-            shaped = fetch => shaped,
-            Ok(()) = &mut registration.cancelled => {
-                tracing::debug!(request.id = request_id, tool = name, "tool call cancelled by its client");
-                Err(Stop::Cancelled)
-            }
-        };
-        // A cancellation arriving from here on finds no call: the result is about to be charged
-        // and answered.
-        drop(registration);
-        on_drop.disarm();
-        let shaped = shaped?;
-        note.outcome = shaped.outcome.as_str();
-        let tokens = shaped.tokens;
-
-        // The atomic charge, with the audit record in the same write transaction: the result
-        // leaves only once both are durable.
-        let charged = self
-            .recorder
-            .charge(agent_id, request_id, note.clone(), (day, tokens, limit))
-            .await;
-        match charged {
-            Ok(ChargeOutcome::Charged { used }) => {
-                tracing::debug!(
-                    request.id = request_id,
-                    tool = name,
-                    tokens,
-                    used,
-                    "tool call charged"
-                );
-                Ok(shaped.result)
-            }
-            Ok(ChargeOutcome::OverLimit { used, limit }) => {
-                tracing::debug!(
-                    request.id = request_id,
-                    tool = name,
-                    tokens,
-                    used,
-                    limit,
-                    "tool result withheld over budget"
-                );
-                let e = ErrorObject::new(BUDGET_EXHAUSTED, BUDGET_EXHAUSTED_MESSAGE);
-                Err(Stop::Recorded(e, Class::Budget))
-            }
-            Ok(ChargeOutcome::NotCharged) => Err(Stop::Recorded(internal_error(), Class::Internal)),
-            Err(err) => {
-                // The record shared the failed transaction, so neither charge nor record exist.
-                tracing::debug!(request.id = request_id, error = %err, "charge failed, result withheld");
-                Err(Stop::Recorded(internal_error(), Class::Internal))
-            }
-        }
-    }
-
-    /// Sends a tool call's request and shapes the answer the agent will receive. Only 2xx and
-    /// 4xx answers reach the agent, and a 2xx only with a usable body.
-    #[allow(clippy::too_many_arguments)] // Reason: one call's pieces, borrowed from run_call.
-    async fn fetch(
-        &self,
-        ds: &Downstream,
-        request: Request<Bytes>,
-        tool: &Arc<Tool>,
-        version: ProtocolVersion,
-        request_id: &str,
-        note: &mut Note,
-        on_drop: &mut DropRecord,
-    ) -> Result<Shaped, Stop> {
-        let name = tool.name.as_str();
-        tracing::debug!(request.id = request_id, tool = name, downstream = %ds.name, "forwarding tool call");
-        let forwarded = self.forwarder.send(ds, request).await.map_err(|err| {
-            tracing::debug!(request.id = request_id, tool = name, error = %err, "downstream failed");
-            Stop::forward(&err)
-        })?;
-        let status = forwarded.status;
-        note.downstream_status = Some(status.as_u16());
-        note.latency_ms = Some(u64::try_from(forwarded.latency.as_millis()).unwrap_or(u64::MAX));
-        if let Some(pending) = on_drop.note_mut() {
-            pending.downstream_status = note.downstream_status;
-            pending.latency_ms = note.latency_ms;
-        }
-        if !(status.is_success() || status.is_client_error()) {
-            tracing::debug!(
-                request.id = request_id,
-                tool = name,
-                status = status.as_u16(),
-                "downstream answered with an error"
-            );
-            let message = format!("Downstream API failed: HTTP {}", status.as_u16());
-            let e = ErrorObject::new(DOWNSTREAM_FAILED, message)
-                .with_data(json!({ "status": status.as_u16() }));
-            return Err(Stop::Refused(
-                Outcome::DownstreamError,
-                e,
-                Class::Downstream,
-            ));
-        }
-
-        // What the agent will receive: filtered, then held to the tool's token limit.
-        let json = declares_json(&forwarded.headers);
-        self.shape(Arc::clone(tool), status, json, forwarded.body, version)
-            .await
-            .map_err(|fault| {
-                tracing::debug!(request.id = request_id, tool = name, fault = ?fault, "downstream body unusable");
-                let e = ErrorObject::new(DOWNSTREAM_FAILED, fault.message())
-                    .with_data(json!({ "status": status.as_u16() }));
-                Stop::Refused(Outcome::DownstreamError, e, Class::Downstream)
-            })
-    }
-
-    /// Checks a downstream body, filters it, holds it to the tool's token limit and builds the
-    /// result. A 2xx body must be UTF-8, and JSON when `json` says it is declared so.
-    async fn shape(
-        &self,
-        tool: Arc<Tool>,
-        status: StatusCode,
-        json: bool,
-        body: Bytes,
-        version: ProtocolVersion,
-    ) -> Result<Shaped, BodyFault> {
-        let privacy = Arc::clone(&self.deps.privacy);
-        let counter = Arc::clone(&self.counter);
-        let len = body.len();
-        let work = move || {
-            if status.is_success() {
-                check_body(&body, json)?;
-            }
-            Ok(shape_body(
-                &privacy, &counter, &tool, status, &body, version,
-            ))
-        };
-        if len < BLOCKING_THRESHOLD {
-            return work();
-        }
-        match tokio::task::spawn_blocking(work).await {
-            Ok(shaped) => shaped,
-            Err(err) => std::panic::resume_unwind(err.into_panic()),
-        }
-    }
-
     /// Commits the record of a refused or failed call, then answers with `error`.
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         agent_id: &str,
         request_id: &str,
@@ -1072,7 +904,7 @@ impl Gateway {
             request.id = request_id,
             agent.id = agent_id,
             tool = note.tool.as_deref().unwrap_or(""),
-            outcome = note.outcome,
+            outcome = %note.outcome,
             code = error.code,
             "tool call refused"
         );
@@ -1126,15 +958,19 @@ impl Gateway {
 
     fn status(&self, class: Class) -> StatusCode {
         match (self.cfg.error_status, class) {
-            (_, Class::Ok) | (ErrorStatus::Always200, _) => StatusCode::OK,
+            (_, Class::Ok) => StatusCode::OK,
+            // Clients learn to authenticate again from the 401, in either mode.
+            (_, Class::Unauthorized) => StatusCode::UNAUTHORIZED,
+            (ErrorStatus::Always200, _) => StatusCode::OK,
             (ErrorStatus::Reference, Class::Forbidden) => StatusCode::FORBIDDEN,
             (ErrorStatus::Reference, Class::Budget) => StatusCode::TOO_MANY_REQUESTS,
             (ErrorStatus::Reference, Class::Downstream) => StatusCode::BAD_GATEWAY,
+            (ErrorStatus::Reference, Class::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             (ErrorStatus::Reference, Class::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.deps.credentials.clock().now()
     }
 
@@ -1145,10 +981,15 @@ impl Gateway {
     }
 }
 
-fn internal_error() -> ErrorObject {
+pub(crate) fn internal_error() -> ErrorObject {
     ErrorObject::new(INTERNAL_ERROR, "Internal error")
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+/// Makes the circuits match the downstreams of `catalog`.
+fn sync_circuits(circuits: &CircuitBreakers, catalog: &Catalog) {
+    circuits.sync_downstreams(catalog.downstreams.keys().map(String::as_str));
 }

@@ -66,6 +66,17 @@ pub const MCP_ALLOWED_ORIGINS: &str = "mcp.allowedOrigins";
 pub const MCP_ALLOW_LOOPBACK_ORIGINS: &str = "mcp.allowLoopbackOrigins";
 /// How MCP refusals show in the HTTP status.
 pub const MCP_ERROR_STATUS: &str = "mcp.errorStatus";
+/// The deepest nesting of arrays and objects an MCP request body may have.
+pub const MCP_MAX_JSON_DEPTH: &str = "mcp.maxJsonDepth";
+/// How many calls a circuit must have sampled before it may open.
+pub const CIRCUIT_BREAKER_MINIMUM_THROUGHPUT: &str = "circuitBreaker.minimumThroughput";
+/// The share of failed sampled calls that opens a circuit.
+pub const CIRCUIT_BREAKER_FAILURE_RATIO: &str = "circuitBreaker.failureRatio";
+/// How far back a circuit samples calls, in seconds.
+pub const CIRCUIT_BREAKER_SAMPLING_DURATION_SECONDS: &str =
+    "circuitBreaker.samplingDurationSeconds";
+/// How long an open circuit refuses calls before one probe, in seconds.
+pub const CIRCUIT_BREAKER_BREAK_DURATION_SECONDS: &str = "circuitBreaker.breakDurationSeconds";
 /// How long an idle MCP session lives, in seconds.
 pub const SESSIONS_IDLE_TIMEOUT_SECONDS: &str = "sessions.idleTimeoutSeconds";
 /// How many MCP sessions one agent may hold.
@@ -351,6 +362,50 @@ pub const KEYS: &[KeySpec] = &[
                   stays); `reference` uses 403, 429, 502 and 503 as the reference does",
     },
     KeySpec {
+        key: MCP_MAX_JSON_DEPTH,
+        shape: Shape::Value,
+        kind: "integer, 2 to 128",
+        default: "`64`",
+        flag: None,
+        meaning: "deepest nesting of arrays and objects an MCP request body may have; a deeper \
+                  body gets 400 before it is parsed",
+    },
+    KeySpec {
+        key: CIRCUIT_BREAKER_MINIMUM_THROUGHPUT,
+        shape: Shape::Value,
+        kind: "integer, 1 to 1000000",
+        default: "`5`",
+        flag: None,
+        meaning: "calls a downstream's circuit must have sampled within the sampling window \
+                  before it may open",
+    },
+    KeySpec {
+        key: CIRCUIT_BREAKER_FAILURE_RATIO,
+        shape: Shape::Value,
+        kind: "number, more than 0 and at most 1",
+        default: "`1.0`",
+        flag: None,
+        meaning: "share of failed sampled calls (5xx, timeouts, refused or broken connections) \
+                  at which the circuit opens; 1.0 opens it only when every sampled call failed",
+    },
+    KeySpec {
+        key: CIRCUIT_BREAKER_SAMPLING_DURATION_SECONDS,
+        shape: Shape::Value,
+        kind: "integer, 1 to 86400",
+        default: "`30`",
+        flag: None,
+        meaning: "how far back a circuit samples calls, in seconds",
+    },
+    KeySpec {
+        key: CIRCUIT_BREAKER_BREAK_DURATION_SECONDS,
+        shape: Shape::Value,
+        kind: "integer, 1 to 86400",
+        default: "`30`",
+        flag: None,
+        meaning: "how long an open circuit refuses every call (503 / -32003) before it lets one \
+                  probe through, in seconds",
+    },
+    KeySpec {
         key: SESSIONS_IDLE_TIMEOUT_SECONDS,
         shape: Shape::Value,
         kind: "integer, 1 to 604800",
@@ -507,6 +562,10 @@ mod tests {
             "Ithil__Budget__DefaultDailyTokenLimit"
         );
         assert_eq!(env_name(DEV), "Ithil__Dev");
+        assert_eq!(
+            env_name(CIRCUIT_BREAKER_MINIMUM_THROUGHPUT),
+            "Ithil__CircuitBreaker__MinimumThroughput"
+        );
     }
 
     #[test]

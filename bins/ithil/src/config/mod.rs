@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use ithil_proxy::circuit::{CircuitConfig, CircuitConfigError};
 use serde_json::Value;
 
 pub use source::{Environment, Flags, Origin};
@@ -67,6 +68,9 @@ pub struct Config {
     pub budget_retention_days: u32,
     /// Days audit records are kept. Default is 90.
     pub audit_retention_days: u32,
+    /// When a downstream's circuit opens and how long it stays open; already validated.
+    /// Default is [`CircuitConfig::default`]: 5 calls, ratio 1.0, 30 s window, 30 s break.
+    pub circuit_breaker: CircuitConfig,
 }
 
 /// The MCP endpoint's origin policy and error statuses.
@@ -78,6 +82,8 @@ pub struct McpConfig {
     pub allow_loopback_origins: bool,
     /// How refusals show in the HTTP status. Default is HTTP 200 with the JSON-RPC error.
     pub error_status: ithil_proxy::gateway::ErrorStatus,
+    /// The deepest nesting of arrays and objects a request body may have. Default is 64.
+    pub max_json_depth: usize,
 }
 
 /// Listening, request limits, the store and shutdown.
@@ -383,6 +389,12 @@ impl Config {
                 allowed_origins: read.origins(keys::MCP_ALLOWED_ORIGINS)?,
                 allow_loopback_origins: read.boolean(keys::MCP_ALLOW_LOOPBACK_ORIGINS, true)?,
                 error_status: read.error_status()?,
+                max_json_depth: read.integer(
+                    keys::MCP_MAX_JSON_DEPTH,
+                    2..=128,
+                    64,
+                    "a whole number from 2 to 128",
+                )? as usize,
             },
             budget_encoding: read.encoding()?,
             budget_retention_days: read.integer(
@@ -411,6 +423,7 @@ impl Config {
                     "a whole number from 1 to 10000",
                 )? as usize,
             },
+            circuit_breaker: read.circuit_breaker()?,
         })
     }
 }
@@ -423,7 +436,7 @@ impl fmt::Display for Config {
             "dev={} issuer={} audience={} signing_key={} admin_api_key={} admin_token_days={} \
              default_daily_limit={} max_body_bytes={} max_header_bytes={} header_timeout={}s \
              body_timeout={}s idle_timeout={}s max_connections_per_peer={} shutdown_timeout={}s \
-             catalog_files={} discovery={}",
+             catalog_files={} discovery={} circuit_breaker={}/{}/{}s/{}s",
             self.dev,
             self.jwt.issuer,
             self.jwt.audience,
@@ -451,6 +464,10 @@ impl fmt::Display for Config {
                 .downstream_base_url
                 .as_deref()
                 .unwrap_or("off"),
+            self.circuit_breaker.minimum_throughput,
+            self.circuit_breaker.failure_ratio,
+            self.circuit_breaker.sampling_duration.as_secs(),
+            self.circuit_breaker.break_duration.as_secs(),
         )
     }
 }
@@ -657,6 +674,86 @@ impl Reader<'_> {
             "reference" => Ok(ErrorStatus::Reference),
             _ => Err(Self::invalid(key, setting, "always200 or reference", false)),
         }
+    }
+
+    /// A number, such as a ratio: JSON number or decimal string; `None` when unset.
+    fn number(&self, key: &str, expected: &'static str) -> Result<Option<f64>, ConfigError> {
+        let Some(setting) = self.settings.get(key) else {
+            return Ok(None);
+        };
+        let number = match &setting.value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        number
+            .filter(|n| n.is_finite())
+            .map(Some)
+            .ok_or_else(|| Self::invalid(key, setting, expected, false))
+    }
+
+    /// The circuit breaker's keys, checked together by [`CircuitConfig::validate`].
+    fn circuit_breaker(&self) -> Result<CircuitConfig, ConfigError> {
+        const RATIO: &str = "a number greater than 0 and at most 1, such as 0.5";
+        let defaults = CircuitConfig::default();
+        let seconds = |key, default: Duration| {
+            self.integer(
+                key,
+                1..=86_400,
+                default.as_secs(),
+                "a whole number of seconds from 1 to 86400",
+            )
+            .map(Duration::from_secs)
+        };
+        let config = CircuitConfig {
+            minimum_throughput: self.integer(
+                keys::CIRCUIT_BREAKER_MINIMUM_THROUGHPUT,
+                1..=1_000_000,
+                u64::from(defaults.minimum_throughput),
+                "a whole number from 1 to 1000000",
+            )? as u32,
+            failure_ratio: self
+                .number(keys::CIRCUIT_BREAKER_FAILURE_RATIO, RATIO)?
+                .unwrap_or(defaults.failure_ratio),
+            sampling_duration: seconds(
+                keys::CIRCUIT_BREAKER_SAMPLING_DURATION_SECONDS,
+                defaults.sampling_duration,
+            )?,
+            break_duration: seconds(
+                keys::CIRCUIT_BREAKER_BREAK_DURATION_SECONDS,
+                defaults.break_duration,
+            )?,
+        };
+
+        // The library's own check has the last word; its fields map onto these keys.
+        config.validate().map_err(|error| {
+            let (key, expected) = match error {
+                CircuitConfigError::MinimumThroughput => (
+                    keys::CIRCUIT_BREAKER_MINIMUM_THROUGHPUT,
+                    "a whole number from 1 to 1000000",
+                ),
+                CircuitConfigError::FailureRatio(_) => (keys::CIRCUIT_BREAKER_FAILURE_RATIO, RATIO),
+                CircuitConfigError::SamplingDuration(_) => (
+                    keys::CIRCUIT_BREAKER_SAMPLING_DURATION_SECONDS,
+                    "a whole number of seconds from 1 to 86400",
+                ),
+                CircuitConfigError::BreakDuration(_) => (
+                    keys::CIRCUIT_BREAKER_BREAK_DURATION_SECONDS,
+                    "a whole number of seconds from 1 to 86400",
+                ),
+            };
+            match self.settings.get(key) {
+                Some(setting) => Self::invalid(key, setting, expected, false),
+                // A default out of range would be a bug here; it still names the key.
+                None => ConfigError::Invalid {
+                    key: key.to_owned(),
+                    origin: Origin::Flag("(default)"),
+                    expected,
+                    got: None,
+                },
+            }
+        })?;
+        Ok(config)
     }
 
     fn encoding(&self) -> Result<ithil_budget::Encoding, ConfigError> {

@@ -498,3 +498,97 @@ fn edit_distance_counts_single_character_edits() {
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("same", "same"), 0);
 }
+
+#[test]
+fn the_circuit_breaker_and_json_depth_default_as_documented() {
+    let config = load(&Flags::default(), &[]).unwrap();
+    assert_eq!(config.circuit_breaker, CircuitConfig::default());
+    assert_eq!(config.circuit_breaker.minimum_throughput, 5);
+    assert_eq!(config.circuit_breaker.failure_ratio, 1.0);
+    assert_eq!(
+        config.circuit_breaker.sampling_duration,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        config.circuit_breaker.break_duration,
+        Duration::from_secs(30)
+    );
+    assert_eq!(config.mcp.max_json_depth, 64);
+}
+
+#[test]
+fn the_circuit_breaker_keys_are_read_from_the_file_and_the_environment() {
+    let (_dir, flags) = file(
+        r#"{"circuitBreaker": {"minimumThroughput": 10, "failureRatio": 0.5,
+                               "samplingDurationSeconds": 60},
+            "mcp": {"maxJsonDepth": 16}}"#,
+    );
+    let config = load(
+        &flags,
+        &[
+            ("Ithil__CircuitBreaker__BreakDurationSeconds", "1"),
+            ("ITHIL__CIRCUITBREAKER__FAILURERATIO", "0.25"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.circuit_breaker.minimum_throughput, 10);
+    assert_eq!(config.circuit_breaker.failure_ratio, 0.25);
+    assert_eq!(
+        config.circuit_breaker.sampling_duration,
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        config.circuit_breaker.break_duration,
+        Duration::from_secs(1)
+    );
+    assert_eq!(config.mcp.max_json_depth, 16);
+}
+
+#[test]
+fn circuit_breaker_values_out_of_range_are_refused_by_key() {
+    for (json, key) in [
+        (
+            r#"{"circuitBreaker": {"failureRatio": 0}}"#,
+            "circuitBreaker.failureRatio",
+        ),
+        (
+            r#"{"circuitBreaker": {"failureRatio": 1.5}}"#,
+            "circuitBreaker.failureRatio",
+        ),
+        (
+            r#"{"circuitBreaker": {"failureRatio": "half"}}"#,
+            "circuitBreaker.failureRatio",
+        ),
+        (
+            r#"{"circuitBreaker": {"minimumThroughput": 0}}"#,
+            "circuitBreaker.minimumThroughput",
+        ),
+        (
+            r#"{"circuitBreaker": {"samplingDurationSeconds": 0}}"#,
+            "circuitBreaker.samplingDurationSeconds",
+        ),
+        (
+            r#"{"circuitBreaker": {"breakDurationSeconds": 86401}}"#,
+            "circuitBreaker.breakDurationSeconds",
+        ),
+        (r#"{"mcp": {"maxJsonDepth": 1}}"#, "mcp.maxJsonDepth"),
+        (r#"{"mcp": {"maxJsonDepth": 129}}"#, "mcp.maxJsonDepth"),
+    ] {
+        let (_dir, flags) = file(json);
+        let result = load(&flags, &[]);
+        assert!(result.is_err(), "{json} was accepted");
+        let message = error(result);
+        assert!(message.contains(key), "{json}: {message}");
+    }
+
+    let message = error(load(
+        &Flags::default(),
+        &[("Ithil__CircuitBreaker__FailureRatio", "-1")],
+    ));
+    assert!(
+        message.contains("circuitBreaker.failureRatio")
+            && message.contains("Ithil__CircuitBreaker__FailureRatio")
+            && message.contains("greater than 0"),
+        "{message}"
+    );
+}

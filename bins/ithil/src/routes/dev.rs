@@ -37,15 +37,6 @@ pub fn allowed(state: &AppState, peer: SocketAddr) -> bool {
 /// Whether the development endpoints exist for this request: [`allowed`] for its peer, and
 /// [`addressed_to_loopback`] for its headers. Anything else gets the 404 of a path that does
 /// not exist.
-// Wired into the router by routes/mod.rs, which another change owns; until then only the
-// tests call it.
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "routes/mod.rs calls dev::allowed until it is wired"
-    )
-)]
 pub fn allowed_request<B>(state: &AppState, peer: SocketAddr, request: &Request<B>) -> bool {
     allowed(state, peer) && addressed_to_loopback(request.headers(), request.uri())
 }
@@ -365,8 +356,6 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "reason: routes/mod.rs must guard the /dev routes with dev::allowed_request \
-                instead of dev::allowed; that file belongs to another change"]
     async fn a_rebinding_host_or_a_foreign_origin_gets_no_development_token() {
         // Bug: DNS rebinding. A page at rebind.example whose name now resolves to 127.0.0.1
         // reached /dev/admin-token from the developer's own browser, a loopback peer.

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 pub mod body;
 mod budget;
+mod circuits;
 mod dev;
 pub mod error;
 mod health;
@@ -70,12 +71,13 @@ where
 
         ["auth", "admin", "token"] => auth::exchange(state, request, peer).await,
 
-        // Outside development mode, or to anyone but a loopback peer, these do not exist.
-        ["dev", "admin-token"] if dev::allowed(state, peer) => {
+        // Outside development mode, to anyone but a loopback peer, or to a request addressed to
+        // another host name (DNS rebinding) or sent from a foreign page, these do not exist.
+        ["dev", "admin-token"] if dev::allowed_request(state, peer, &request) => {
             only(&method, Method::GET, "GET")?;
             dev::admin_token(state).await
         }
-        ["dev", "token"] if dev::allowed(state, peer) => {
+        ["dev", "token"] if dev::allowed_request(state, peer, &request) => {
             only(&method, Method::GET, "GET")?;
             dev::agent_token(state).await
         }
@@ -159,6 +161,12 @@ where
             audit::query(state, Some(&id), request.uri().query())
         }
 
+        ["management", "circuits"] => {
+            only(&method, Method::GET, "GET")?;
+            auth::require_admin(state, request.headers())?;
+            circuits::list(state)
+        }
+
         ["management", "tools"] => {
             only(&method, Method::GET, "GET")?;
             auth::require_admin(state, request.headers())?;
@@ -192,7 +200,9 @@ impl Only {
     }
 }
 
-/// `/mcp`: the body is read under the limit here, everything else is the gateway's.
+/// `/mcp`: the gateway checks the head (origin, method, agent token) first, so that a request
+/// without a valid token is refused before a byte of its body is read; then the body is read
+/// under the limit here, and everything else is the gateway's.
 async fn mcp<B>(
     state: &AppState,
     request: Request<B>,
@@ -203,9 +213,16 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
+    let principal = match state.gateway.authenticate(&parts, peer).await {
+        Ok(principal) => principal,
+        Err(refused) => return Ok(refused.map(http_body_util::BodyExt::boxed)),
+    };
     let bytes = body::read(body, &parts.headers, state.max_body_bytes).await?;
     let request = Request::from_parts(parts, bytes);
-    let response = state.gateway.handle_mcp(request, peer).await;
+    let response = state
+        .gateway
+        .handle_mcp_authenticated(request, principal, peer)
+        .await;
     Ok(response.map(http_body_util::BodyExt::boxed))
 }
 

@@ -24,6 +24,9 @@ pub const UNAUTHORIZED: i32 = -32001;
 pub const DOWNSTREAM_FAILED: i32 = -32002;
 /// Ithil's code for a refused call: allowlist, scope, write block, open circuit (HTTP 403/503).
 pub const FORBIDDEN: i32 = -32003;
+/// Ithil's code for a call refused because its downstream's circuit is open (HTTP 503); the
+/// reference gives it the same number as [`FORBIDDEN`].
+pub const CIRCUIT_OPEN: i32 = -32003;
 /// Ithil's code for an exhausted daily token budget (HTTP 429).
 pub const BUDGET_EXHAUSTED: i32 = -32029;
 /// The code of a request its client cancelled with `notifications/cancelled` before it was

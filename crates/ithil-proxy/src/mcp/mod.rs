@@ -1,5 +1,6 @@
 //! MCP over Streamable HTTP: JSON-RPC messages, protocol revisions and sessions.
 
+pub(crate) mod call;
 pub(crate) mod inflight;
 pub mod jsonrpc;
 pub(crate) mod policy;

@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ithil_audit::{AuditLog, AuditRecord, NewRecord, Outcome};
-use ithil_budget::{BudgetError, Charge, ChargeHandle, ChargeOutcome};
+use ithil_audit::{Action, AuditLog, AuditRecord, NewRecord, Outcome};
+use ithil_budget::{BudgetError, Charge, ChargeHandle, ChargeOutcome, Declined};
 use ithil_token::Clock;
 use serde_json::Value;
 use time::Date;
@@ -18,20 +18,21 @@ use crate::privacy::PrivacyFilter;
 /// Receives every audit record once it is durably committed (the stdout JSON Lines sink).
 pub type AuditSink = Arc<dyn Fn(&AuditRecord) + Send + Sync>;
 
-/// The audit outcome of a tool call that ended without an answer because its client cancelled
-/// it (`notifications/cancelled`) or went away while it waited for its downstream.
+/// The longest `action` or `tool` a record keeps, in characters.
 ///
-/// `ithil_audit::Outcome` does not list it yet; the record's outcome is a string, so queries
-/// and exports carry it like any other.
-pub(crate) const CANCELLED: &str = "cancelled";
+/// Both may come from the agent (the method of an unknown request or notification, the name of
+/// an unknown tool); the bound keeps one request from filling the trail, and the privacy filter
+/// runs over them first, as over everything else the trail keeps.
+pub(crate) const MAX_RECORDED_CHARS: usize = 128;
 
 /// The audit fields of one handled message; the recorder adds the time, ids and agent.
 #[derive(Debug, Clone)]
 pub(crate) struct Note {
+    /// What was asked for, as the agent wrote it; the recorder filters and bounds it.
     pub action: String,
+    /// The tool named, as the agent wrote it; the recorder filters and bounds it.
     pub tool: Option<String>,
-    /// One of `ithil_audit::Outcome`'s strings, or [`CANCELLED`].
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub downstream_status: Option<u16>,
     pub latency_ms: Option<u64>,
     /// The call's arguments, unfiltered; the recorder filters them.
@@ -43,12 +44,26 @@ impl Note {
         Note {
             action: action.into(),
             tool: None,
-            outcome: outcome.as_str(),
+            outcome,
             downstream_status: None,
             latency_ms: None,
             arguments: None,
         }
     }
+}
+
+/// A last look at a charge from inside its write transaction, once its check-and-add decided:
+/// `false` declines the charge, which is then written neither with nor without its record (see
+/// [`Recorder::charge`]).
+pub(crate) type ChargeCheck = Box<dyn FnOnce(&ChargeOutcome) -> bool + Send>;
+
+/// Why [`Recorder::charge`] committed nothing.
+#[derive(Debug)]
+pub(crate) enum ChargeFailed {
+    /// The [`ChargeCheck`] refused the charge; the caller looks again and charges anew.
+    Vetoed,
+    /// The writer failed; neither charge nor record exist.
+    Budget(BudgetError),
 }
 
 /// Writes audit records through the charge writer.
@@ -92,13 +107,19 @@ impl Recorder {
 
     /// Charges `tokens` to the agent's `day` within `limit` and commits the call's record in
     /// the same transaction: with the tokens when they fit, as withheld with none when not.
+    ///
+    /// `check` runs inside that transaction after the check-and-add decided; when it answers
+    /// `false` for a charge that fits, the request is declined before anything of it is written
+    /// (the writer then writes neither the charge nor the record, and the rest of the group goes
+    /// on), and the caller gets [`ChargeFailed::Vetoed`].
     pub async fn charge(
         &self,
         agent_id: &str,
         request_id: &str,
         note: Note,
         (day, tokens, limit): (Date, u64, u64),
-    ) -> Result<ChargeOutcome, BudgetError> {
+        check: Option<ChargeCheck>,
+    ) -> Result<ChargeOutcome, ChargeFailed> {
         let rec = self.new_record(agent_id, request_id, note);
         let audit = Arc::clone(&self.audit);
         let slot = Slot::default();
@@ -109,6 +130,13 @@ impl Recorder {
             tokens,
             limit,
             extra: Some(Box::new(move |txn, outcome| {
+                // Declined before anything is written, as `Declined` requires.
+                if let Some(check) = check
+                    && matches!(outcome, ChargeOutcome::Charged { .. })
+                    && !check(outcome)
+                {
+                    return Err(Declined.into());
+                }
                 let mut rec = rec;
                 match outcome {
                     ChargeOutcome::Charged { .. } => rec.tokens = tokens,
@@ -119,11 +147,14 @@ impl Recorder {
                 Ok(())
             })),
         };
-        let charged = self.charges.charge(charge).await;
-        if charged.is_ok() {
-            self.emit(&slot);
+        match self.charges.charge(charge).await {
+            Ok(outcome) => {
+                self.emit(&slot);
+                Ok(outcome)
+            }
+            Err(BudgetError::ExtraWork(err)) if Declined::is(&err) => Err(ChargeFailed::Vetoed),
+            Err(err) => Err(ChargeFailed::Budget(err)),
         }
-        charged
     }
 
     fn new_record(&self, agent_id: &str, request_id: &str, note: Note) -> NewRecord {
@@ -132,18 +163,31 @@ impl Recorder {
             let _changed = self.privacy.filter_json(&mut args);
             args
         });
+        // The gateway's own action names need no filter; anything else came from the agent.
+        let action = if note.action.parse::<Action>().is_ok() {
+            note.action
+        } else {
+            self.agent_text(&note.action)
+        };
         NewRecord {
-            tool: note.tool,
+            tool: note.tool.as_deref().map(|tool| self.agent_text(tool)),
             downstream_status: note.downstream_status,
             latency_ms: note.latency_ms,
             arguments,
-            ..NewRecord::new(
-                self.clock.now(),
-                request_id,
-                agent_id,
-                note.action,
-                note.outcome,
-            )
+            ..NewRecord::new(self.clock.now(), request_id, agent_id, action, note.outcome)
+        }
+    }
+
+    /// A string the agent wrote, as the trail may keep it: filtered, then cut to
+    /// [`MAX_RECORDED_CHARS`].
+    ///
+    /// The filter runs over the whole string before the cut, so that a cut cannot leave part of
+    /// an address or number unrecognised; the string is at most a request body long.
+    fn agent_text(&self, text: &str) -> String {
+        let filtered = self.privacy.filter_text(text);
+        match filtered.char_indices().nth(MAX_RECORDED_CHARS) {
+            Some((end, _)) => filtered[..end].to_owned(),
+            None => filtered.into_owned(),
         }
     }
 
@@ -158,7 +202,7 @@ impl Recorder {
     }
 }
 
-/// The record of a tool call that waits for its downstream, committed as [`CANCELLED`] if the
+/// The record of a tool call that waits for its downstream, committed as `cancelled` if the
 /// call is dropped before it is disarmed (or as `internal_error` if it is dropped by a panic).
 ///
 /// hyper drops a request's future when its client goes away (an HTTP/1.1 connection closed, an
@@ -207,9 +251,9 @@ impl Drop for DropRecord {
         };
         // A call that panicked was not cancelled; its record says the gateway failed.
         armed.note.outcome = if std::thread::panicking() {
-            Outcome::InternalError.as_str()
+            Outcome::InternalError
         } else {
-            CANCELLED
+            Outcome::Cancelled
         };
         // Outside a runtime (a runtime that is shutting down drops its tasks from outside one)
         // there is nothing to run the commit on; the call then leaves no record.
@@ -224,10 +268,113 @@ impl Drop for DropRecord {
                 request_id,
                 note,
             } = armed;
-            tracing::debug!(request.id = %request_id, agent.id = %agent_id, outcome = note.outcome, "tool call dropped before its answer");
+            tracing::debug!(request.id = %request_id, agent.id = %agent_id, outcome = %note.outcome, "tool call dropped before its answer");
             if let Err(err) = recorder.record(&agent_id, &request_id, note).await {
                 tracing::debug!(request.id = %request_id, error = %err, "cancelled call not recorded");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ithil_audit::Query;
+    use ithil_budget::Budget;
+    use ithil_token::ManualClock;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn recorder() -> (Recorder, Arc<Budget>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(redb::Database::create(dir.path().join("t.redb")).unwrap());
+        let budget = Arc::new(Budget::open(Arc::clone(&db)).unwrap());
+        let (charges, writer) = budget.writer();
+        std::thread::spawn(move || writer.run());
+        let recorder = Recorder {
+            charges,
+            audit: Arc::new(AuditLog::open(db).unwrap()),
+            privacy: Arc::new(PrivacyFilter::new(&[]).unwrap()),
+            sink: None,
+            clock: Arc::new(ManualClock::new(datetime!(2026-05-06 12:00 UTC))),
+        };
+        (recorder, budget, dir)
+    }
+
+    fn records(recorder: &Recorder) -> Vec<AuditRecord> {
+        recorder
+            .audit
+            .query(&Query::for_agent("agt_1"))
+            .unwrap()
+            .records
+    }
+
+    #[tokio::test]
+    async fn a_vetoed_charge_commits_neither_the_charge_nor_the_record() {
+        let (recorder, budget, _dir) = recorder();
+        let day = time::macros::date!(2026 - 05 - 06);
+        let note = Note::new(Action::ToolsCall.as_str(), Outcome::Ok);
+
+        let vetoed = recorder
+            .charge(
+                "agt_1",
+                "r1",
+                note.clone(),
+                (day, 10, 100),
+                Some(Box::new(|_| false)),
+            )
+            .await;
+        assert!(matches!(vetoed, Err(ChargeFailed::Vetoed)), "{vetoed:?}");
+        assert_eq!(budget.used("agt_1", day), 0);
+        assert!(records(&recorder).is_empty());
+
+        let charged = recorder
+            .charge(
+                "agt_1",
+                "r2",
+                note,
+                (day, 10, 100),
+                Some(Box::new(|_| true)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(charged, ChargeOutcome::Charged { used: 10 });
+        assert_eq!(budget.used("agt_1", day), 10);
+        assert_eq!(records(&recorder).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_check_is_not_asked_about_a_charge_that_did_not_fit() {
+        let (recorder, _budget, _dir) = recorder();
+        let day = time::macros::date!(2026 - 05 - 06);
+        let note = Note::new(Action::ToolsCall.as_str(), Outcome::Ok);
+        let outcome = recorder
+            .charge(
+                "agt_1",
+                "r1",
+                note,
+                (day, 200, 100),
+                Some(Box::new(|_| false)),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(outcome, ChargeOutcome::OverLimit { .. }));
+        assert_eq!(records(&recorder)[0].outcome, "withheld_over_budget");
+    }
+
+    #[tokio::test]
+    async fn agent_text_is_filtered_then_cut() {
+        let (recorder, _budget, _dir) = recorder();
+        let long = format!("{} jane@example.com", "a".repeat(120));
+        let kept = recorder.agent_text(&long);
+        assert_eq!(kept.chars().count(), MAX_RECORDED_CHARS);
+        assert!(kept.starts_with(&"a".repeat(120)));
+        assert!(kept.ends_with(" [EMAIL "), "{kept}");
+        assert_eq!(recorder.agent_text("getPost"), "getPost");
+        // Multi-byte characters are cut on a character boundary.
+        assert_eq!(
+            recorder.agent_text(&"é".repeat(500)).chars().count(),
+            MAX_RECORDED_CHARS
+        );
     }
 }

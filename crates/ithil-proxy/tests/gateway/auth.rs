@@ -106,3 +106,77 @@ async fn delete_needs_a_token_too() {
         .unwrap();
     assert_unauthorized(&h.send(req).await);
 }
+
+#[tokio::test]
+async fn authenticate_checks_the_head_alone_and_its_principal_opens_the_request() {
+    let h = Harness::new().await;
+    let (agent, token) = h.open_agent();
+    let peer = crate::support::PEER.parse().unwrap();
+
+    // No token: refused from the head, whatever the body would have been.
+    let (head, ()) = Request::post("/mcp").body(()).unwrap().into_parts();
+    let refused = h.gateway.authenticate(&head, peer).await.unwrap_err();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    // The origin and the method come first, as in handle_mcp.
+    let (head, ()) = Request::get("/mcp").body(()).unwrap().into_parts();
+    let refused = h.gateway.authenticate(&head, peer).await.unwrap_err();
+    assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let (head, ()) = Request::post("/mcp")
+        .header("origin", "https://evil.example")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+        .into_parts();
+    let refused = h.gateway.authenticate(&head, peer).await.unwrap_err();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let (head, ()) = Request::post("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let principal = h.gateway.authenticate(&head, peer).await.unwrap();
+    assert_eq!(principal.agent.agent_id, agent.agent_id);
+    let body = Bytes::from(initialize(1, "2025-11-25").to_string());
+    let resp = h
+        .gateway
+        .handle_mcp_authenticated(Request::from_parts(head, body), principal, peer)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().contains_key("mcp-session-id"));
+}
+
+#[tokio::test]
+async fn a_principal_of_an_agent_deactivated_since_authentication_is_refused() {
+    let h = Harness::new().await;
+    let (agent, token) = h.open_agent();
+    let peer = crate::support::PEER.parse().unwrap();
+    let (head, ()) = Request::post("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+        .into_parts();
+    let principal = h.gateway.authenticate(&head, peer).await.unwrap();
+
+    // The body takes its time; meanwhile the agent is deactivated.
+    let patch = AgentPatch {
+        is_active: Some(false),
+        ..AgentPatch::default()
+    };
+    h.registry
+        .update(&agent.agent_id, patch, h.clock_now())
+        .unwrap();
+    let body = Bytes::from(initialize(1, "2025-11-25").to_string());
+    let resp = h
+        .gateway
+        .handle_mcp_authenticated(Request::from_parts(head, body), principal, peer)
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.records(&agent.agent_id).pop().unwrap().outcome,
+        "unauthenticated"
+    );
+}

@@ -170,3 +170,80 @@ async fn racing_calls_never_charge_past_the_limit_and_charged_results_are_the_on
     assert_eq!(received, used);
     assert_eq!(withheld, 23);
 }
+
+#[tokio::test]
+async fn a_withheld_result_says_what_it_cost_and_what_was_left_instead_of_exhausted() {
+    // The withheld answer used to say "Daily token budget exhausted" although tokens were left,
+    // so an agent stopped calling when a smaller result would still have fit.
+    let h = Harness::new().await;
+    let (_, token) = h.agent(NewAgent {
+        daily_token_budget: Some(ten_words() + 3),
+        ..NewAgent::new("tight")
+    });
+    let s = h.initialize(&token, "2025-11-25").await;
+    h.call(&token, &s, "getText", json!({ "n": "10" })).await;
+
+    let withheld = h.call(&token, &s, "getText", json!({ "n": "10" })).await;
+
+    assert_eq!(withheld.error_code(), -32029);
+    assert_eq!(
+        withheld.json()["error"]["message"],
+        format!(
+            "The result of this call ({} tokens) exceeds the remaining daily token budget \
+             (3 tokens). Limit resets at midnight UTC.",
+            ten_words()
+        )
+    );
+    // A result that fits in the 3 tokens left still comes through.
+    let small = h.call(&token, &s, "getText", json!({ "n": "1" })).await;
+    assert_eq!(small.json()["result"]["isError"], false, "{}", small.text());
+}
+
+#[tokio::test]
+async fn a_write_is_not_carried_out_when_the_budget_left_cannot_hold_its_largest_result() {
+    let h = Harness::new().await;
+    // createPost keeps the default maxResponseTokens of 2000.
+    let (agent, token) = h.agent(NewAgent {
+        daily_token_budget: Some(1999),
+        ..NewAgent::new("small writer")
+    });
+    let s = h.initialize(&token, "2025-11-25").await;
+
+    let reply = h
+        .call(&token, &s, "createPost", json!({ "title": "never sent" }))
+        .await;
+
+    assert_eq!(reply.error_code(), -32029);
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("up to 2000 tokens"), "{message}");
+    assert!(message.contains("(1999 tokens)"), "{message}");
+    assert!(
+        message.contains("the write was not carried out"),
+        "{message}"
+    );
+    assert!(
+        h.downstream.seen().is_empty(),
+        "the write reached the downstream"
+    );
+    let record = h.records(&agent.agent_id).pop().unwrap();
+    assert_eq!(record.outcome, "budget_exhausted");
+    assert_eq!(record.downstream_status, None);
+}
+
+#[tokio::test]
+async fn a_write_runs_when_the_budget_left_holds_its_largest_result() {
+    let h = Harness::new().await;
+    let (_, token) = h.agent(NewAgent {
+        daily_token_budget: Some(2000),
+        ..NewAgent::new("writer")
+    });
+    let s = h.initialize(&token, "2025-11-25").await;
+    let reply = h
+        .call(&token, &s, "createPost", json!({ "title": "sent" }))
+        .await;
+    assert_eq!(reply.json()["result"]["isError"], false, "{}", reply.text());
+    assert_eq!(h.downstream.seen().len(), 1);
+}

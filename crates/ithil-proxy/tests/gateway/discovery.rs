@@ -32,7 +32,7 @@ async fn discovery_builds_the_tools_a_downstream_publishes() {
 #[tokio::test]
 async fn discovery_retries_while_the_downstream_answers_503() {
     let ds = TestDownstream::start().await;
-    ds.schema_failures.store(3, Ordering::SeqCst);
+    ds.control.schema_failures.store(3, Ordering::SeqCst);
     let downstream = Downstream::new("app", &ds.base_url()).unwrap();
     let future =
         Forwarder::new().discover_with_retry(downstream, "/ithil/schema".into(), quick(None));

@@ -3,8 +3,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -15,12 +16,14 @@ use hyper_util::rt::TokioIo;
 use ithil_audit::{AuditLog, AuditRecord, Query};
 use ithil_budget::Budget;
 use ithil_proxy::catalog::{self, Catalog, LoadOptions};
+use ithil_proxy::circuit::{CircuitBreakers, CircuitConfig, Transition};
 use ithil_proxy::gateway::{Gateway, GatewayConfig, GatewayDeps};
 use ithil_proxy::privacy::PrivacyFilter;
 use ithil_registry::{Agent, Credentials, NewAgent, Registry};
 use ithil_token::{Clock, KeyRing, ManualClock, SigningKey};
 use serde_json::{Value, json};
 use time::macros::datetime;
+use tokio::sync::Semaphore;
 
 /// The peer address every test request comes from.
 pub const PEER: &str = "127.0.0.1:40000";
@@ -39,8 +42,19 @@ pub struct Seen {
 pub struct TestDownstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// What the test controls of the downstream's answers.
+    pub control: Arc<Control>,
+}
+
+/// Switches of the downstream that a test flips while it runs.
+#[derive(Debug)]
+pub struct Control {
     /// How many more `GET /ithil/schema` requests answer 503 before one succeeds.
-    pub schema_failures: Arc<AtomicUsize>,
+    pub schema_failures: AtomicUsize,
+    /// While set, `/flaky` answers 500; else 200.
+    pub failing: AtomicBool,
+    /// `/hold/...` requests wait for a permit here before they answer.
+    pub hold: Semaphore,
 }
 
 impl TestDownstream {
@@ -49,18 +63,22 @@ impl TestDownstream {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = Arc::clone(&seen);
-        let schema_failures: Arc<AtomicUsize> = Arc::default();
-        let failures = Arc::clone(&schema_failures);
+        let control = Arc::new(Control {
+            schema_failures: AtomicUsize::new(0),
+            failing: AtomicBool::new(false),
+            hold: Semaphore::new(0),
+        });
+        let switches = Arc::clone(&control);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let log = Arc::clone(&log);
-                let failures = Arc::clone(&failures);
+                let switches = Arc::clone(&switches);
                 tokio::spawn(async move {
                     let service =
-                        service_fn(move |req| answer(req, Arc::clone(&log), Arc::clone(&failures)));
+                        service_fn(move |req| answer(req, Arc::clone(&log), Arc::clone(&switches)));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -70,7 +88,7 @@ impl TestDownstream {
         TestDownstream {
             addr,
             seen,
-            schema_failures,
+            control,
         }
     }
 
@@ -82,12 +100,43 @@ impl TestDownstream {
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// How many requests arrived whose target starts with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.target.starts_with(prefix))
+            .count()
+    }
+
+    /// Waits until `n` requests whose target starts with `prefix` have arrived.
+    ///
+    /// # Panics
+    ///
+    /// Panics when they have not arrived within ten seconds.
+    pub async fn arrived(&self, prefix: &str, n: usize) {
+        let wait = async {
+            while self.count(prefix) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("{n} requests to {prefix} did not arrive"));
+    }
+
+    /// Lets one waiting (or the next) `/hold/...` request answer.
+    pub fn release(&self) {
+        self.control.hold.add_permits(1);
+    }
 }
 
 async fn answer(
     req: Request<Incoming>,
     log: Arc<Mutex<Vec<Seen>>>,
-    schema_failures: Arc<AtomicUsize>,
+    control: Arc<Control>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body
@@ -132,7 +181,8 @@ async fn answer(
             (StatusCode::OK, "late".to_owned())
         }
         ["ithil", "schema"] => {
-            let failing = schema_failures
+            let failing = control
+                .schema_failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
             if failing {
@@ -142,6 +192,31 @@ async fn answer(
             }
         }
         ["big"] => (StatusCode::OK, "x".repeat(200_000)),
+        ["flaky"] if control.failing.load(Ordering::SeqCst) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": "failing" }).to_string(),
+        ),
+        ["flaky"] => (StatusCode::OK, json!({ "ok": true }).to_string()),
+        ["flaky", code] => {
+            let code: u16 = code.parse().unwrap_or(500);
+            (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                json!({ "error": format!("status {code}") }).to_string(),
+            )
+        }
+        ["hold", n] => {
+            // A closed semaphore (never here) would answer at once.
+            if let Ok(permit) = control.hold.acquire().await {
+                permit.forget();
+            }
+            let n: usize = n.parse().unwrap_or(10);
+            let status = if parts.method == http::Method::POST {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, vec!["word"; n].join(" "))
+        }
         ["text", n] => {
             let n: usize = n.parse().unwrap_or(10);
             (StatusCode::OK, vec!["word"; n].join(" "))
@@ -168,6 +243,21 @@ pub fn discovery_document() -> Value {
 
 /// The catalog every test uses, pointed at `ds`; `dead` is a port nothing listens on.
 pub fn test_catalog(ds: &TestDownstream, dead: SocketAddr) -> Catalog {
+    catalog_with(ds, dead, false)
+}
+
+/// [`test_catalog`] plus the tools of the circuit and mid-call tests:
+///
+/// - `getFlaky` (`GET /flaky`, 500 while [`Control::failing`] is set) and `getFlakyStatus`
+///   (`GET /flaky/{code}`), both on the downstream `flaky`;
+/// - `holdText` (`GET /hold/{n}`) and `holdWrite` (`POST /hold/{n}`, allowed to write), both
+///   held until [`TestDownstream::release`], both limited to 50 tokens, on the downstream
+///   `held`, whose timeout outlasts the hold.
+pub fn extended_catalog(ds: &TestDownstream, dead: SocketAddr) -> Catalog {
+    catalog_with(ds, dead, true)
+}
+
+fn catalog_with(ds: &TestDownstream, dead: SocketAddr, extended: bool) -> Catalog {
     let id_schema = json!({
         "type": "object",
         "properties": { "id": { "type": "string" } },
@@ -219,6 +309,34 @@ pub fn test_catalog(ds: &TestDownstream, dead: SocketAddr) -> Catalog {
               "method": "GET", "route": "/x" }
         ]
     });
+    let mut manifest = manifest;
+    if extended {
+        let n_schema = json!({
+            "type": "object",
+            "properties": { "n": { "type": "string" } },
+            "required": ["n"]
+        });
+        manifest["downstreams"]["flaky"] = json!({ "baseUrl": ds.base_url() });
+        manifest["downstreams"]["held"] =
+            json!({ "baseUrl": ds.base_url(), "requestTimeoutMs": 20_000 });
+        let tools = manifest["tools"].as_array_mut().unwrap();
+        tools.extend([
+            json!({ "name": "getFlaky", "description": "Fails on command.",
+                    "downstream": "flaky", "method": "GET", "route": "/flaky" }),
+            json!({ "name": "getFlakyStatus", "description": "Answers with a status.",
+                    "downstream": "flaky", "method": "GET", "route": "/flaky/{code}",
+                    "inputSchema": { "type": "object",
+                                     "properties": { "code": { "type": "string" } },
+                                     "required": ["code"] } }),
+            json!({ "name": "holdText", "description": "Words, when released.",
+                    "downstream": "held", "method": "GET", "route": "/hold/{n}",
+                    "maxResponseTokens": 50, "inputSchema": n_schema.clone() }),
+            json!({ "name": "holdWrite", "description": "A write, when released.",
+                    "downstream": "held", "method": "POST", "route": "/hold/{n}",
+                    "allowWrite": true, "maxResponseTokens": 50,
+                    "inputSchema": n_schema }),
+        ]);
+    }
     let part = catalog::load_manifest(
         "test manifest",
         manifest.to_string().as_bytes(),
@@ -238,6 +356,8 @@ pub struct Harness {
     pub audit: Arc<AuditLog>,
     pub downstream: TestDownstream,
     pub sunk: Arc<Mutex<Vec<AuditRecord>>>,
+    /// Every change of a circuit's state the gateway reported, in order.
+    pub transitions: Arc<Mutex<Vec<Transition>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -251,6 +371,15 @@ impl Harness {
     }
 
     pub async fn build(cfg: GatewayConfig, default_daily_limit: u64) -> Harness {
+        Harness::assemble(cfg, default_daily_limit, false).await
+    }
+
+    /// A gateway on [`extended_catalog`] with the default circuit configuration.
+    pub async fn extended(cfg: GatewayConfig) -> Harness {
+        Harness::assemble(cfg, 100_000, true).await
+    }
+
+    async fn assemble(cfg: GatewayConfig, default_daily_limit: u64, extended: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(redb::Database::create(dir.path().join("ithil.redb")).unwrap());
         let clock = ManualClock::new(datetime!(2026-05-06 12:00 UTC));
@@ -275,10 +404,19 @@ impl Harness {
         };
         let sunk: Arc<Mutex<Vec<AuditRecord>>> = Arc::default();
         let sink_log = Arc::clone(&sunk);
+        let transitions: Arc<Mutex<Vec<Transition>>> = Arc::default();
+        let transition_log = Arc::clone(&transitions);
+        let catalog = if extended {
+            extended_catalog(&downstream, dead)
+        } else {
+            test_catalog(&downstream, dead)
+        };
+        let circuits =
+            CircuitBreakers::new(CircuitConfig::default(), Arc::new(clock.clone())).unwrap();
         let deps = GatewayDeps {
             registry: Arc::clone(&registry),
             credentials: Arc::clone(&credentials),
-            catalog: Arc::new(test_catalog(&downstream, dead)),
+            catalog: Arc::new(catalog),
             budget: Arc::clone(&budget),
             charges,
             audit: Arc::clone(&audit),
@@ -287,6 +425,10 @@ impl Harness {
                 sink_log.lock().unwrap().push(rec.clone());
             })),
             default_daily_limit,
+            circuits: Arc::new(circuits),
+            on_circuit_transition: Some(Arc::new(move |t: &Transition| {
+                transition_log.lock().unwrap().push(t.clone());
+            })),
         };
         Harness {
             gateway: Arc::new(Gateway::new(cfg, deps)),
@@ -297,6 +439,7 @@ impl Harness {
             audit,
             downstream,
             sunk,
+            transitions,
             _dir: dir,
         }
     }

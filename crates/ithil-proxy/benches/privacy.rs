@@ -5,6 +5,9 @@
 //! Baseline in the same run: parsing the body into a `serde_json::Value` and serializing it
 //! again, the least a filter that rebuilds the document would pay before running any rule.
 //! A second input, the todos (no email, no long number), shows the cost when nothing matches.
+//! Two variants of the comments show the paths the baseline body does not take: the same
+//! comments as JSON Lines (one compact comment per line), and with one letter beyond ASCII,
+//! which makes the email rule run its Unicode pattern over the whole body.
 //!
 //! Run: `cargo bench -p ithil-proxy --bench privacy -- --warm-up-time 1 --measurement-time 3`.
 
@@ -53,6 +56,14 @@ fn privacy(c: &mut Criterion) {
         serde_json::from_str(&shared_data("jsonplaceholder-db.json")).expect("dataset is json");
     let comments = serde_json::to_string_pretty(&db["comments"]).expect("serialize");
     let todos = serde_json::to_string_pretty(&db["todos"]).expect("serialize");
+    let lines: String = db["comments"]
+        .as_array()
+        .expect("comments are an array")
+        .iter()
+        .map(|comment| serde_json::to_string(comment).expect("serialize") + "\n")
+        .collect();
+    let non_ascii = comments.replacen("\"name\": \"", "\"name\": \"Jörg ", 1);
+    assert_ne!(non_ascii, comments);
     let builtins = PrivacyFilter::default();
     let custom = PrivacyFilter::new(&custom_rules()).expect("rules compile");
 
@@ -65,9 +76,15 @@ fn privacy(c: &mut Criterion) {
         custom.filter_body(&todos),
         std::borrow::Cow::Borrowed(_)
     ));
+    for variant in [&lines, &non_ascii] {
+        let filtered = custom.filter_body(variant);
+        assert_eq!(filtered.matches("[EMAIL REDACTED]").count(), 500);
+        assert!(!filtered.contains("@example."));
+    }
     eprintln!(
-        "comments body: {} bytes; todos body: {} bytes",
+        "comments body: {} bytes; as JSON Lines: {} bytes; todos body: {} bytes",
         comments.len(),
+        lines.len(),
         todos.len()
     );
 
@@ -85,6 +102,9 @@ fn privacy(c: &mut Criterion) {
     group.bench_function("filter_body_builtins_and_10_custom", |b| {
         b.iter(|| black_box(custom.filter_body(black_box(&comments)).len()))
     });
+    group.bench_function("filter_body_non_ascii_builtins_and_10_custom", |b| {
+        b.iter(|| black_box(custom.filter_body(black_box(&non_ascii)).len()))
+    });
     group.bench_function("filter_text_builtins_and_10_custom", |b| {
         b.iter(|| black_box(custom.filter_text(black_box(&comments)).len()))
     });
@@ -95,6 +115,13 @@ fn privacy(c: &mut Criterion) {
             |value| black_box(custom.filter_json(value)),
             BatchSize::SmallInput,
         )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("privacy_comments_json_lines");
+    group.throughput(Throughput::Bytes(lines.len() as u64));
+    group.bench_function("filter_body_builtins_and_10_custom", |b| {
+        b.iter(|| black_box(custom.filter_body(black_box(&lines)).len()))
     });
     group.finish();
 

@@ -24,14 +24,29 @@ pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
     ENGINE.encode_string(bytes, out);
 }
 
-/// Decodes canonical unpadded base64url; `None` for anything else.
-pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
-    ENGINE.decode(text).ok()
+/// Returns the length `text_len` characters of canonical base64url decode to; `None` for a
+/// length no encoding has (one more than a multiple of four).
+pub(crate) fn decoded_len(text_len: usize) -> Option<usize> {
+    match text_len % 4 {
+        1 => None,
+        rest => Some(text_len / 4 * 3 + rest.saturating_sub(1)),
+    }
 }
 
-/// Decodes canonical unpadded base64url into `out`, returning the decoded length; `None` for
-/// anything else, including output longer than `out`.
+/// Decodes canonical unpadded base64url; `None` for anything else.
+pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = vec![0; decoded_len(text.len())?];
+    decode_into(text, &mut out)?;
+    Some(out)
+}
+
+/// Decodes canonical unpadded base64url into the start of `out`, returning the decoded length;
+/// `None` for anything else, including output longer than `out`.
+///
+/// Verification decodes into buffers on the stack, so nothing is allocated for a typical token.
 pub(crate) fn decode_into(text: &str, out: &mut [u8]) -> Option<usize> {
+    let len = decoded_len(text.len())?;
+    let out = out.get_mut(..len)?;
     ENGINE.decode_slice(text, out).ok()
 }
 
@@ -95,6 +110,43 @@ mod tests {
         assert_eq!(decode(" eA"), None);
         assert_eq!(decode("e\nA"), None);
         assert_eq!(decode("eA.A"), None);
+    }
+
+    #[test]
+    fn decoded_len_matches_the_decoded_bytes() {
+        for len in 0..40usize {
+            let text = encode(&vec![7; len]);
+            assert_eq!(decoded_len(text.len()), Some(len));
+        }
+        assert_eq!(decoded_len(5), None);
+    }
+
+    #[test]
+    fn every_character_outside_the_alphabet_is_refused_at_every_position() {
+        let valid = "eHl6eHl6eHk";
+        for byte in (0..=255u8).filter(|b| !b.is_ascii_alphanumeric() && !b"-_".contains(b)) {
+            for i in 0..valid.len() {
+                let mut bytes = valid.as_bytes().to_vec();
+                bytes[i] = byte;
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    assert_eq!(decode(text), None, "byte {byte} at {i}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_agrees_with_the_base64_crate(text in "[A-Za-z0-9_+/=. é-]{0,70}") {
+            let reference = ENGINE.decode(&text).ok();
+            proptest::prop_assert_eq!(decode(&text), reference);
+        }
+
+        #[test]
+        fn decoder_agrees_with_the_base64_crate_on_valid_alphabets(text in "[A-Za-z0-9_-]{0,70}") {
+            let reference = ENGINE.decode(&text).ok();
+            proptest::prop_assert_eq!(decode(&text), reference);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The source of the current instant, injected so that tests step time instead of sleeping.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::{Duration, OffsetDateTime};
 
@@ -11,6 +12,15 @@ use time::{Duration, OffsetDateTime};
 pub trait Clock: Send + Sync + 'static {
     /// Returns the current instant.
     fn now(&self) -> OffsetDateTime;
+
+    /// Returns the current instant in whole seconds since the Unix epoch, rounded down.
+    ///
+    /// This is what token validation reads. The default takes it from [`Clock::now`]; an
+    /// implementation that can count seconds more cheaply than it builds an `OffsetDateTime`
+    /// overrides it, as [`SystemClock`] does.
+    fn unix_timestamp(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
 }
 
 /// The wall clock; the only implementation of [`Clock`] in this crate that reads system time.
@@ -20,6 +30,19 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+
+    /// Reads the system time without converting it to a calendar date and back.
+    fn unix_timestamp(&self) -> i64 {
+        let secs = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX);
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => secs(since.as_secs()),
+            // Before the epoch: round towards the past, as `OffsetDateTime::unix_timestamp` does.
+            Err(err) => {
+                let before = err.duration();
+                -secs(before.as_secs()) - i64::from(before.subsec_nanos() > 0)
+            }
+        }
     }
 }
 
@@ -98,5 +121,24 @@ mod tests {
     #[test]
     fn system_clock_reads_a_time_after_this_code_was_written() {
         assert!(SystemClock.now() > datetime!(2025-01-01 00:00 UTC));
+    }
+
+    #[test]
+    fn system_clock_counts_the_same_seconds_as_its_instant() {
+        let before = SystemClock.now().unix_timestamp();
+        let secs = SystemClock.unix_timestamp();
+        let after = SystemClock.now().unix_timestamp();
+        assert!(
+            (before..=after).contains(&secs),
+            "{before} <= {secs} <= {after}"
+        );
+    }
+
+    #[test]
+    fn manual_clock_counts_seconds_rounded_down() {
+        let clock = ManualClock::new(datetime!(1970-01-01 00:00:10.9 UTC));
+        assert_eq!(clock.unix_timestamp(), 10);
+        clock.set(datetime!(1969-12-31 23:59:59.5 UTC));
+        assert_eq!(clock.unix_timestamp(), -1);
     }
 }

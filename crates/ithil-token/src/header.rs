@@ -1,13 +1,13 @@
 //! The JOSE header (RFC 7515 section 4) as far as HS256 tokens need it.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::{Part, VerifyError};
-use crate::strict_json::{StrictValue, insert_unique};
+use crate::strict_json::{DuplicateCheck, KeyName, KeySet};
 
 /// The members of a token header this crate reads.
 ///
@@ -24,17 +24,20 @@ pub struct Header {
     pub kid: Option<String>,
 }
 
-/// A header as decoded, before any of its values are judged.
-pub(crate) struct RawHeader {
-    pub(crate) alg: Option<String>,
-    pub(crate) typ: Option<String>,
-    pub(crate) kid: Option<String>,
+/// A header as decoded, before any of its values are judged, borrowing from the JSON text.
+pub(crate) struct RawHeader<'a> {
+    pub(crate) alg: Option<Cow<'a, str>>,
+    pub(crate) typ: Option<Cow<'a, str>>,
+    pub(crate) kid: Option<Cow<'a, str>>,
     pub(crate) crit: bool,
 }
 
-impl RawHeader {
+impl<'a> RawHeader<'a> {
     /// Parses the header JSON, refusing duplicate members and non-string `alg`, `typ`, `kid`.
-    pub(crate) fn parse(json: &[u8]) -> Result<RawHeader, VerifyError> {
+    ///
+    /// Nothing is allocated unless a string has escapes: members this crate ignores are walked
+    /// for repeats, not built.
+    pub(crate) fn parse(json: &'a [u8]) -> Result<RawHeader<'a>, VerifyError> {
         let duplicate = Cell::new(false);
         let mut de = serde_json::Deserializer::from_slice(json);
         let parsed = HeaderSeed {
@@ -50,8 +53,8 @@ impl RawHeader {
         }
     }
 
-    /// Checks the algorithm, type and `crit`, and returns the header.
-    pub(crate) fn into_checked(self) -> Result<Header, VerifyError> {
+    /// Checks the algorithm, type and `crit`, and returns the key id.
+    pub(crate) fn check(self) -> Result<Option<Cow<'a, str>>, VerifyError> {
         // `crit` first: a header that marks an extension critical must not be processed further
         // by a verifier that does not implement it (RFC 7515 section 4.1.11).
         if self.crit {
@@ -64,10 +67,17 @@ impl RawHeader {
         if self.typ.as_deref().is_some_and(|typ| typ != "JWT") {
             return Err(VerifyError::UnsupportedType);
         }
+        Ok(self.kid)
+    }
+
+    /// Checks the algorithm, type and `crit`, and returns the header.
+    pub(crate) fn into_checked(self) -> Result<Header, VerifyError> {
+        let typ = self.typ.as_deref().map(str::to_owned);
+        let kid = self.check()?;
         Ok(Header {
-            alg,
-            typ: self.typ,
-            kid: self.kid,
+            alg: "HS256".to_owned(),
+            typ,
+            kid: kid.map(Cow::into_owned),
         })
     }
 }
@@ -77,69 +87,133 @@ struct HeaderSeed<'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
-    type Value = RawHeader;
+    type Value = RawHeader<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<RawHeader, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<RawHeader<'de>, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for HeaderSeed<'_> {
-    type Value = RawHeader;
+    type Value = RawHeader<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JOSE header object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
-        let strict = StrictValue {
-            duplicate: self.duplicate,
-        };
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader<'de>, A::Error> {
         let mut header = RawHeader {
             alg: None,
             typ: None,
             kid: None,
             crit: false,
         };
-        let mut crit = None;
-        // Members this crate ignores are still collected, so that a repeat among them is seen.
-        let mut others = Map::new();
+        // The names of the members other than `alg`, `typ` and `kid`, so that a repeat among
+        // them is seen.
+        let mut others = KeySet::default();
 
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(strict)?;
-            let slot = match key.as_str() {
+        while let Some(KeyName(name)) = map.next_key()? {
+            let slot = match &*name {
                 "alg" => &mut header.alg,
                 "typ" => &mut header.typ,
                 "kid" => &mut header.kid,
-                "crit" => {
-                    if crit.replace(value).is_some() {
+                _ => {
+                    map.next_value_seed(DuplicateCheck {
+                        duplicate: self.duplicate,
+                    })?;
+                    header.crit |= name == "crit";
+                    if !others.insert(name) {
                         return Err(self.duplicate());
                     }
                     continue;
                 }
-                _ => {
-                    insert_unique(&mut others, key, value, self.duplicate)?;
-                    continue;
-                }
             };
+            let value = map.next_value_seed(HeaderText {
+                duplicate: self.duplicate,
+            })?;
             if slot.is_some() {
                 return Err(self.duplicate());
             }
             match value {
-                Value::String(s) => *slot = Some(s),
-                _ => return Err(serde::de::Error::custom("header member is not a string")),
+                Some(text) => *slot = Some(text),
+                None => return Err(de::Error::custom("header member is not a string")),
             }
         }
-
-        header.crit = crit.is_some();
         Ok(header)
     }
 }
 
 impl HeaderSeed<'_> {
-    fn duplicate<E: serde::de::Error>(&self) -> E {
+    fn duplicate<E: de::Error>(&self) -> E {
         self.duplicate.set(true);
         E::custom("duplicate member")
+    }
+}
+
+/// The value of `alg`, `typ` or `kid`: the string, or `None` for any other JSON value, which is
+/// still walked for repeated members.
+struct HeaderText<'c> {
+    duplicate: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for HeaderText<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderText<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        let check = DuplicateCheck {
+            duplicate: self.duplicate,
+        };
+        check.visit_seq(seq).map(|()| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let check = DuplicateCheck {
+            duplicate: self.duplicate,
+        };
+        check.visit_map(map).map(|()| None)
     }
 }
 

@@ -64,6 +64,7 @@ mod header;
 mod key;
 mod payload;
 mod sign;
+mod strict_de;
 mod strict_json;
 mod validation;
 mod verify;

@@ -2,14 +2,15 @@
 //!
 //! The object is handed to the application's claim type through a filter that takes the
 //! registered claims out as they stream past, so the application type sees only its own members
-//! and nothing is buffered in between. The filter also refuses a repeated top-level member.
-//! Repeats inside nested objects need a separate walk over the text, which runs only when the
-//! text can hold a nested object at all.
+//! and nothing is buffered in between. The filter refuses a repeated top-level member, and hands
+//! each member's value to the application type through [`StrictSeed`], which refuses repeats in
+//! nested objects as they are read: one pass over the text checks and builds everything. Only
+//! when that wrapper reports part of a value it could not see into (a serde_json `RawValue` in
+//! the application type) is the text walked a second time.
 
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
-use std::marker::PhantomData;
 
 use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, StringDeserializer};
 use serde::de::{
@@ -20,66 +21,91 @@ use serde_json::error::Category;
 
 use crate::claims::{Audience, Claim, Claims, in_time_range};
 use crate::error::{Part, VerifyError};
+use crate::strict_de::{Findings, StrictSeed};
 use crate::strict_json::{KeyName, KeySet, Malformed, check_object};
 
 /// Parses the claims JSON into `Claims<T>`.
+#[cfg(test)]
 pub(crate) fn parse_claims<T: DeserializeOwned>(json: &[u8]) -> Result<Claims<T>, VerifyError> {
+    let mut claims = None;
+    parse_claims_into(json, &mut claims)?;
+    claims.ok_or(VerifyError::ClaimsJson)
+}
+
+/// Parses the claims JSON into `out`, which is `Some` whenever this returns `Ok`.
+///
+/// The claims are built in the caller's slot rather than returned: `Claims<T>` is a few hundred
+/// bytes, and returning it through serde's layers copies it once per layer.
+pub(crate) fn parse_claims_into<T: DeserializeOwned>(
+    json: &[u8],
+    out: &mut Option<Claims<T>>,
+) -> Result<(), VerifyError> {
     // Validating UTF-8 once here lets serde_json read the text without checking every string.
     let json = std::str::from_utf8(json).map_err(|_| VerifyError::ClaimsJson)?;
-    let Some(body) = json
+    // serde_json would call anything else a type mismatch of the application's claims.
+    if !json
         .trim_start_matches([' ', '\t', '\n', '\r'])
-        .strip_prefix('{')
-    else {
+        .starts_with('{')
+    {
         return Err(VerifyError::ClaimsJson);
-    };
+    }
 
-    // Without a second `{` anywhere, even inside a string, there is no nested object to check.
-    if body.contains('{') {
+    let fault = Cell::new(None);
+    let findings = Findings::default();
+    let mut de = serde_json::Deserializer::from_str(json);
+    let parsed = de
+        .deserialize_map(ClaimsVisitor::<T> {
+            fault: &fault,
+            findings: &findings,
+            out,
+        })
+        .and_then(|()| de.end());
+
+    // A refused registered claim or a repeated member is recorded in `fault` or `findings`, and
+    // stays refused even if the application type caught the error and carried on; otherwise a
+    // data error came from the application type, and anything else is broken JSON.
+    if let Some(reason) = fault.take() {
+        return Err(reason);
+    }
+    if findings.duplicate.get() {
+        return Err(VerifyError::DuplicateMember(Part::Claims));
+    }
+    parsed.map_err(|err| match err.classify() {
+        Category::Data => VerifyError::ClaimsType,
+        Category::Syntax | Category::Eof | Category::Io => VerifyError::ClaimsJson,
+    })?;
+
+    if findings.unseen.get() {
         match check_object(json) {
             Ok(()) => {}
             Err(Malformed::Duplicate) => return Err(VerifyError::DuplicateMember(Part::Claims)),
             Err(Malformed::NotAnObject) => return Err(VerifyError::ClaimsJson),
         }
     }
-
-    let fault = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_str(json);
-    let parsed = de
-        .deserialize_map(ClaimsVisitor::<T> {
-            fault: &fault,
-            extra: PhantomData,
-        })
-        .and_then(|claims| de.end().map(|()| claims));
-
-    // A refused registered claim or a repeated member is recorded in `fault`; otherwise a data
-    // error came from the application type, and anything else is broken JSON.
-    parsed.map_err(|err| {
-        fault.take().unwrap_or(match err.classify() {
-            Category::Data => VerifyError::ClaimsType,
-            Category::Syntax | Category::Eof | Category::Io => VerifyError::ClaimsJson,
-        })
-    })
+    Ok(())
 }
 
 struct ClaimsVisitor<'c, T> {
     fault: &'c Cell<Option<VerifyError>>,
-    extra: PhantomData<T>,
+    findings: &'c Findings,
+    out: &'c mut Option<Claims<T>>,
 }
 
 impl<'de, T: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, T> {
-    type Value = Claims<T>;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JWT claims object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Claims<T>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let mut filter = RegisteredFilter {
             inner: map,
             claims: Claims::new(()),
             seen: 0,
             others: KeySet::default(),
             fault: self.fault,
+            findings: self.findings,
         };
         let extra = T::deserialize(MapAccessDeserializer::new(&mut filter))?;
         // The application type may stop reading early; the registered claims after that point
@@ -89,7 +115,7 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, T> {
         }
 
         let registered = filter.claims;
-        Ok(Claims {
+        *self.out = Some(Claims {
             iss: registered.iss,
             sub: registered.sub,
             aud: registered.aud,
@@ -98,7 +124,8 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, T> {
             iat: registered.iat,
             jti: registered.jti,
             extra,
-        })
+        });
+        Ok(())
     }
 }
 
@@ -111,6 +138,7 @@ struct RegisteredFilter<'c, 'de, A> {
     /// The other member names passed on so far.
     others: KeySet<'de>,
     fault: &'c Cell<Option<VerifyError>>,
+    findings: &'c Findings,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for RegisteredFilter<'_, 'de, A> {
@@ -158,7 +186,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for RegisteredFilter<'_, 'de, A> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.inner.next_value_seed(seed)
+        self.inner.next_value_seed(StrictSeed {
+            seed,
+            findings: self.findings,
+        })
     }
 }
 
@@ -508,6 +539,94 @@ mod tests {
         let json = br#"{"role":"agent","x":1,"x":2}"#;
         let err = parse_claims::<FirstOnly>(json).unwrap_err();
         assert_eq!(err, VerifyError::DuplicateMember(Part::Claims));
+    }
+
+    /// Application claims with nested values of several shapes.
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Nested {
+        #[serde(default)]
+        limits: Option<Limits>,
+        #[serde(default)]
+        tags: Vec<serde_json::Map<String, serde_json::Value>>,
+        #[serde(default)]
+        grant: Option<Grant>,
+        #[serde(default)]
+        by_id: std::collections::BTreeMap<u32, u8>,
+        #[serde(flatten)]
+        rest: serde_json::Map<String, serde_json::Value>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Limits {
+        rpm: u32,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    enum Grant {
+        Scoped(serde_json::Map<String, serde_json::Value>),
+        Window { from: u32, to: u32 },
+    }
+
+    #[test]
+    fn nested_duplicates_are_refused_in_the_same_pass_whatever_reads_them() {
+        for json in [
+            // a struct field, read by serde's derive
+            r#"{"limits":{"rpm":1,"rpm":2}}"#,
+            // maps inside a sequence
+            r#"{"tags":[{"a":1},{"b":[{"c":0,"c":0}]}]}"#,
+            // an escaped repeat
+            r#"{"tags":[{"a":1,"\u0061":2}]}"#,
+            // enum variants, newtype and struct
+            r#"{"grant":{"Scoped":{"a":1,"a":1}}}"#,
+            r#"{"grant":{"Window":{"from":1,"to":2,"to":3}}}"#,
+            // members the application type does not name, collected by `flatten`
+            r#"{"other":{"x":{"y":1,"y":1}}}"#,
+            // map keys read as numbers, which the second walk checks
+            r#"{"by_id":{"1":0,"1":0}}"#,
+        ] {
+            assert_eq!(
+                parse_claims::<Nested>(json.as_bytes()).unwrap_err(),
+                VerifyError::DuplicateMember(Part::Claims),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn nested_duplicates_are_refused_in_members_the_application_ignores() {
+        for json in [
+            r#"{"role":"a","scopes":[],"x":{"a":1,"a":2}}"#,
+            r#"{"role":"a","scopes":[],"x":[[{"a":{"b":1,"b":1}}]]}"#,
+        ] {
+            // `FirstOnly` stops after its first member and `NoExtra` reads none, so these nested
+            // objects are only ever skipped, never built.
+            let lenient = json.replace(r#""role":"a","scopes":[],"#, r#""role":"a","#);
+            assert_eq!(
+                parse_claims::<FirstOnly>(lenient.as_bytes()).unwrap_err(),
+                VerifyError::DuplicateMember(Part::Claims),
+                "{json}"
+            );
+            assert_eq!(
+                parse_claims::<NoExtra>(json.as_bytes()).unwrap_err(),
+                VerifyError::DuplicateMember(Part::Claims),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn equal_names_in_different_objects_are_not_repeats() {
+        let json = r#"{"limits":{"rpm":1},"tags":[{"rpm":1},{"rpm":1,"limits":{}}],
+            "grant":{"Window":{"from":1,"to":2}},"by_id":{"1":0,"2":0},"x":{"rpm":{"rpm":2}}}"#;
+        let claims = parse_claims::<Nested>(json.as_bytes()).unwrap();
+        assert_eq!(claims.extra.limits, Some(Limits { rpm: 1 }));
+        assert_eq!(claims.extra.tags.len(), 2);
+        assert_eq!(claims.extra.grant, Some(Grant::Window { from: 1, to: 2 }));
+        assert_eq!(claims.extra.by_id.len(), 2);
+        assert_eq!(
+            claims.extra.rest["x"],
+            serde_json::json!({"rpm": {"rpm": 2}})
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `serde_json` keeps the last of two members with the same name. Two parsers that disagree on
 //! which one counts are a classic way to smuggle a claim past one of them (RFC 7515 section 4
 //! says to reject or use the last; we reject), so every object in a header or claims set is
-//! checked here before anything reads it.
+//! checked, by the walk here or, while the claims are read, by [`crate::strict_de`].
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -11,90 +11,6 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
-
-/// Builds a [`Value`], failing (and setting `duplicate`) when an object repeats a member name.
-#[derive(Clone, Copy)]
-pub(crate) struct StrictValue<'c> {
-    pub(crate) duplicate: &'c Cell<bool>,
-}
-
-impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictValue<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        // serde_json never produces a non-finite float, so `from_f64` cannot return `None` here;
-        // `Null` keeps this total without a panic path.
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(self)?;
-            insert_unique(&mut object, key, value, self.duplicate)?;
-        }
-        Ok(Value::Object(object))
-    }
-}
-
-/// Inserts `key` into `object`, failing (and setting `duplicate`) if it is already there.
-pub(crate) fn insert_unique<E: de::Error>(
-    object: &mut Map<String, Value>,
-    key: String,
-    value: Value,
-    duplicate: &Cell<bool>,
-) -> Result<(), E> {
-    if object.insert(key, value).is_some() {
-        duplicate.set(true);
-        return Err(E::custom("duplicate member"));
-    }
-    Ok(())
-}
 
 /// What is wrong with a JSON text that [`check_object`] refuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,8 +42,8 @@ pub(crate) fn check_object(json: &str) -> Result<(), Malformed> {
 
 /// Walks a value without building it, setting `duplicate` on the first repeated member name.
 #[derive(Clone, Copy)]
-struct DuplicateCheck<'c> {
-    duplicate: &'c Cell<bool>,
+pub(crate) struct DuplicateCheck<'c> {
+    pub(crate) duplicate: &'c Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for DuplicateCheck<'_> {
@@ -189,31 +105,47 @@ impl<'de> Visitor<'de> for DuplicateCheck<'_> {
 
 /// The member names of one object seen so far.
 ///
-/// Typical objects have a handful of members, where a linear scan beats hashing; past
-/// [`KeySet::LINEAR_MAX`] names it switches to a hash set, so that an object with thousands of
-/// members costs linear time, not quadratic.
-#[derive(Default)]
+/// Typical objects have a handful of members: the first [`KeySet::FEW`] names sit in an inline
+/// array and are scanned linearly, so that checking them allocates nothing. Past that it switches
+/// to a hash set, so that an object with thousands of members costs linear time, not quadratic.
 pub(crate) struct KeySet<'de> {
-    few: Vec<Cow<'de, str>>,
-    many: HashSet<Cow<'de, str>>,
+    few: [Cow<'de, str>; KeySet::FEW],
+    /// How many of `few` are in use.
+    len: usize,
+    /// Every name, once there are more than `FEW`; `few` is then empty.
+    many: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl Default for KeySet<'_> {
+    fn default() -> Self {
+        KeySet {
+            few: [const { Cow::Borrowed("") }; KeySet::FEW],
+            len: 0,
+            many: None,
+        }
+    }
 }
 
 impl<'de> KeySet<'de> {
-    const LINEAR_MAX: usize = 32;
+    const FEW: usize = 16;
 
     /// Adds `key`; returns `false` if it was already present.
     pub(crate) fn insert(&mut self, key: Cow<'de, str>) -> bool {
-        if !self.many.is_empty() {
-            return self.many.insert(key);
+        if let Some(many) = &mut self.many {
+            return many.insert(key);
         }
-        if self.few.contains(&key) {
+        let few = &mut self.few[..self.len];
+        if few.contains(&key) {
             return false;
         }
-        if self.few.len() < Self::LINEAR_MAX {
-            self.few.push(key);
+        if self.len < Self::FEW {
+            self.few[self.len] = key;
+            self.len += 1;
         } else {
-            self.many.extend(self.few.drain(..));
-            self.many.insert(key);
+            let mut many: HashSet<_> = few.iter_mut().map(std::mem::take).collect();
+            many.insert(key);
+            self.many = Some(many);
+            self.len = 0;
         }
         true
     }
@@ -250,38 +182,6 @@ impl<'de> de::Deserialize<'de> for KeyName<'de> {
 mod tests {
     use super::*;
 
-    fn strict(json: &str) -> (Result<Value, serde_json::Error>, bool) {
-        let duplicate = Cell::new(false);
-        let mut de = serde_json::Deserializer::from_str(json);
-        let value = StrictValue {
-            duplicate: &duplicate,
-        }
-        .deserialize(&mut de);
-        (value, duplicate.get())
-    }
-
-    #[test]
-    fn strict_value_builds_the_same_value_as_serde_json() {
-        let json = r#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}],"c":"\u00e9"}"#;
-        let (value, duplicate) = strict(json);
-        assert!(!duplicate);
-        assert_eq!(value.unwrap(), serde_json::from_str::<Value>(json).unwrap());
-    }
-
-    #[test]
-    fn strict_value_refuses_a_duplicate_at_any_depth() {
-        for json in [
-            r#"{"a":1,"a":2}"#,
-            r#"{"a":{"b":1,"b":1}}"#,
-            r#"[{"x":1},{"y":[{"z":0,"z":0}]}]"#,
-            r#"{"a":1,"\u0061":2}"#,
-        ] {
-            let (value, duplicate) = strict(json);
-            assert!(value.is_err(), "{json}");
-            assert!(duplicate, "{json}");
-        }
-    }
-
     #[test]
     fn object_check_finds_repeats_at_any_depth() {
         let dup = Err(Malformed::Duplicate);
@@ -300,6 +200,24 @@ mod tests {
             assert_eq!(check_object(json), Err(Malformed::NotAnObject), "{json}");
         }
         assert_eq!(check_object(" {} "), Ok(()));
+    }
+
+    #[test]
+    fn key_set_finds_repeats_before_and_after_it_outgrows_its_array() {
+        for count in [1, KeySet::FEW - 1, KeySet::FEW, KeySet::FEW + 1, 100] {
+            let names: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+            let mut set = KeySet::default();
+            for name in &names {
+                assert!(set.insert(Cow::Borrowed(name)), "{count}: {name}");
+            }
+            for name in &names {
+                assert!(
+                    !set.insert(Cow::Owned(name.clone())),
+                    "{count}: {name} again"
+                );
+            }
+            assert!(set.insert(Cow::Borrowed("new")), "{count}");
+        }
     }
 
     #[test]

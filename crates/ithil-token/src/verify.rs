@@ -8,11 +8,16 @@ use crate::claims::{Claim, Claims};
 use crate::error::{Part, VerifyError};
 use crate::header::{Header, RawHeader};
 use crate::key::KeyRing;
-use crate::payload::parse_claims;
+use crate::payload::parse_claims_into;
 use crate::validation::{DEFAULT_MAX_LEN, Validation};
 
 /// Length of an HS256 MAC in bytes.
 const MAC_LEN: usize = 32;
+
+/// The longest decoded header or claims kept on the stack; longer ones are decoded onto the heap.
+///
+/// Typical tokens' claims are a few hundred bytes, so verifying them allocates nothing to decode.
+const STACK_DECODE_LEN: usize = 1024;
 
 /// Verifies a compact HS256 token and returns its claims.
 ///
@@ -49,11 +54,11 @@ pub fn verify<T: DeserializeOwned>(
     // A header this ring wrote itself needs no decoding; any other is decoded and judged.
     let key = match keys.key_for_known_header(parts.header) {
         Some(key) => key,
-        None => {
-            let header = parts.header()?;
-            keys.verification_key(header.kid.as_deref())
-                .ok_or(VerifyError::UnknownKey)?
-        }
+        None => decoded(parts.header, Part::Header, |json| {
+            let kid = RawHeader::parse(json)?.check()?;
+            keys.verification_key(kid.as_deref())
+                .ok_or(VerifyError::UnknownKey)
+        })?,
     };
 
     // `ring::hmac::verify` compares in constant time. A MAC that decodes to the wrong length is
@@ -71,10 +76,37 @@ pub fn verify<T: DeserializeOwned>(
         .map_err(|_| VerifyError::BadSignature)?;
 
     // From here on the claims are known to come from a holder of the key.
-    let json = base64url::decode(parts.claims).ok_or(VerifyError::Base64(Part::Claims))?;
-    let claims = parse_claims::<T>(&json)?;
-    check_claims(&claims, validation)?;
-    Ok(claims)
+    let mut claims = None;
+    decoded(parts.claims, Part::Claims, |json| {
+        parse_claims_into::<T>(json, &mut claims)
+    })?;
+    // Parsing succeeded, so the claims are there; they are checked where they lie, and moved
+    // only once, into the result.
+    if let Some(claims) = &claims {
+        check_claims(claims, validation)?;
+    }
+    claims.ok_or(VerifyError::ClaimsJson)
+}
+
+/// Decodes the base64url `text`, the token's `part`, and hands the bytes to `read`.
+///
+/// Short texts are decoded into a buffer on the stack, longer ones onto the heap.
+fn decoded<R>(
+    text: &str,
+    part: Part,
+    read: impl FnOnce(&[u8]) -> Result<R, VerifyError>,
+) -> Result<R, VerifyError> {
+    let len = base64url::decoded_len(text.len()).ok_or(VerifyError::Base64(part))?;
+    let mut stack = [0u8; STACK_DECODE_LEN];
+    let mut heap = Vec::new();
+    let buf = if len <= STACK_DECODE_LEN {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
+    };
+    base64url::decode_into(text, buf).ok_or(VerifyError::Base64(part))?;
+    read(buf)
 }
 
 /// Decodes and checks a token's header without verifying the token.
@@ -121,8 +153,9 @@ impl<'t> Parts<'t> {
     }
 
     fn header(&self) -> Result<Header, VerifyError> {
-        let json = base64url::decode(self.header).ok_or(VerifyError::Base64(Part::Header))?;
-        RawHeader::parse(&json)?.into_checked()
+        decoded(self.header, Part::Header, |json| {
+            RawHeader::parse(json)?.into_checked()
+        })
     }
 }
 
@@ -135,7 +168,7 @@ fn check_claims<T>(claims: &Claims<T>, v: &Validation) -> Result<(), VerifyError
 
     // Time claims are at most `MAX_TIMESTAMP` and the leeway is not negative, so the arithmetic
     // only saturates for a clock set absurdly far out, where saturation gives the right answer.
-    let now = v.clock.now().unix_timestamp();
+    let now = v.clock.unix_timestamp();
     if let Some(exp) = claims.exp
         && now >= exp.saturating_add(v.leeway)
     {
@@ -156,5 +189,48 @@ fn check_claims<T>(claims: &Claims<T>, v: &Validation) -> Result<(), VerifyError
         (Some(expected), Some(aud)) if !aud.contains(expected) => Err(VerifyError::WrongAudience),
         (None, Some(_)) => Err(VerifyError::WrongAudience),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::hmac;
+    use serde_json::{Map, Value};
+
+    use super::*;
+    use crate::key::SigningKey;
+
+    #[test]
+    fn parts_longer_than_the_stack_buffer_are_decoded_on_the_heap() {
+        let secret = [7; 32];
+        let keys = KeyRing::new("k", SigningKey::from_bytes(&secret).unwrap());
+        let pad = "p".repeat(2 * STACK_DECODE_LEN);
+        // Not byte-identical to the header the ring writes, so it is decoded.
+        let header = format!(r#"{{"alg":"HS256","kid":"k","x":"{pad}"}}"#);
+        let claims = format!(r#"{{"sub":"s","pad":"{pad}"}}"#);
+        let input = format!(
+            "{}.{}",
+            base64url::encode(header.as_bytes()),
+            base64url::encode(claims.as_bytes())
+        );
+        let mac = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            input.as_bytes(),
+        );
+        let token = format!("{input}.{}", base64url::encode(mac.as_ref()));
+
+        let validation = Validation::default().clear_required().max_len(16 * 1024);
+        let verified: Claims<Map<String, Value>> = verify(&token, &keys, &validation).unwrap();
+        assert_eq!(verified.sub.as_deref(), Some("s"));
+        assert_eq!(verified.extra["pad"], Value::String(pad));
+        assert_eq!(decode_header(&token).unwrap().kid.as_deref(), Some("k"));
+
+        // One changed character in the long header still fails the MAC.
+        let tampered = token.replacen("cHBw", "cHBx", 1);
+        assert_ne!(tampered, token);
+        assert_eq!(
+            verify::<Map<String, Value>>(&tampered, &keys, &validation).unwrap_err(),
+            VerifyError::BadSignature
+        );
     }
 }

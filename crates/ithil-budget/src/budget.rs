@@ -261,9 +261,11 @@ impl Budget {
         self.shared.durable_commits.load(Ordering::Relaxed)
     }
 
-    /// The number of redb write transactions the writers have committed, durable or not. A group
-    /// takes one, plus one for each request that brings extra work (see
-    /// [`ChargeWriter`](crate::ChargeWriter) for why). For tests and metrics.
+    /// The number of redb write transactions the writers have begun, whether they committed or
+    /// were aborted. A group takes one, whatever its size and however many of its requests
+    /// bring extra work, plus one more each time an extra work's failure made the writer apply
+    /// the rest of the group again (see [`ChargeWriter`](crate::ChargeWriter)). For tests and
+    /// metrics.
     pub fn transaction_count(&self) -> u64 {
         self.shared.transactions.load(Ordering::Relaxed)
     }

@@ -4,7 +4,25 @@
 //! `docs/benchmarks.md`, "ithil-budget: tokenizer"): it gives the same counts as the reference
 //! ranks and is faster on every tool response measured. The vocabularies are compiled into the
 //! binary, so nothing is read from disk or the network.
+//!
+//! # Counting without allocating
+//!
+//! `bpe_openai::Tokenizer::count` splits the text with the encoding's pre-tokenizer and counts
+//! each piece with a fresh backtracking encoder, which allocates a bit field and a token buffer
+//! for every piece (175 allocations for a 1 KB JSON response). The crate has no count that
+//! reuses an encoder: the backtracking encoder is private, and its public `AppendableEncoder`,
+//! which could be reused, costs more than twice as many instructions on long pieces. So
+//! [`TokenCounter::count`] splits the same way and remembers the counts of short pieces in a
+//! per-thread table (`PIECE_CACHE_ENTRIES` at most per encoding, emptied when full; about
+//! 400 KiB): tool responses repeat their keys, punctuation and common words, and a piece found
+//! there costs one hash and no allocation. A piece of one byte is one token in both encodings
+//! (every byte is a token), and pieces longer than `PIECE_CACHE_MAX_BYTES` are counted as
+//! before. The count of
+//! a piece depends on its bytes alone, so the result is exactly `Tokenizer::count`'s; the
+//! table's hasher is std's keyed SipHash, so a downstream cannot craft pieces that collide.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -125,8 +143,49 @@ impl TokenCounter {
     ///
     /// Special-token markers such as `<|endoftext|>` count as the ordinary text they spell: a
     /// downstream response is data, never control input for the model.
+    ///
+    /// The counts of short pre-tokenizer pieces are remembered per thread (at most 4,096 per
+    /// encoding, about 400 KiB), so that a repeated piece costs a lookup instead of a fresh
+    /// encoder and its allocations; a piece's count depends on its bytes alone, so the result
+    /// is exactly that of counting without.
     pub fn count(&self, text: &str) -> u64 {
-        to_u64(self.tokenizer.count(text))
+        let slot = match self.encoding {
+            Encoding::O200kBase => 0,
+            Encoding::Cl100kBase => 1,
+        };
+        // Neither encoding normalizes its input (`bpe_openai`'s `nfc` is off for both), so the
+        // pieces of `text` are exactly what `Tokenizer::count` splits it into.
+        let counted = PIECE_COUNTS.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let cache = &mut cache[slot];
+            self.tokenizer
+                .split(text)
+                .map(|piece| self.count_piece(piece.as_bytes(), cache))
+                .sum::<usize>()
+        });
+        // Only while the thread's locals are being destroyed is the table gone.
+        to_u64(counted.unwrap_or_else(|_| self.tokenizer.count(text)))
+    }
+
+    /// The tokens of one pre-tokenized piece, from `cache` when it was counted before.
+    fn count_piece(&self, piece: &[u8], cache: &mut PieceCounts) -> usize {
+        match piece.len() {
+            0 => 0,
+            // Every single byte is a token of its own in both encodings.
+            1 => 1,
+            len if len > PIECE_CACHE_MAX_BYTES => self.tokenizer.bpe.count(piece),
+            _ => {
+                if let Some(&n) = cache.get(piece) {
+                    return n;
+                }
+                let n = self.tokenizer.bpe.count(piece);
+                if cache.len() >= PIECE_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(piece.into(), n);
+                n
+            }
+        }
     }
 
     /// The longest prefix of `text` that ends on a token boundary and counts at most
@@ -181,6 +240,22 @@ impl Default for TokenCounter {
     fn default() -> Self {
         TokenCounter::new(Encoding::default())
     }
+}
+
+/// The longest piece whose count [`TokenCounter::count`] remembers, in bytes.
+const PIECE_CACHE_MAX_BYTES: usize = 32;
+
+/// How many piece counts [`TokenCounter::count`] remembers per thread and encoding before it
+/// forgets them all and starts over. Each costs at most about 100 bytes (the key's allocation
+/// and its slot), so a table stays under about 400 KiB.
+const PIECE_CACHE_ENTRIES: usize = 4096;
+
+/// Counts of pieces by their bytes.
+type PieceCounts = HashMap<Box<[u8]>, usize>;
+
+thread_local! {
+    /// Piece counts of this thread, one table per [`Encoding`] (`o200k_base`, `cl100k_base`).
+    static PIECE_COUNTS: RefCell<[PieceCounts; 2]> = RefCell::new([HashMap::new(), HashMap::new()]);
 }
 
 fn to_u64(n: usize) -> u64 {

@@ -49,7 +49,7 @@ pub use budget::{
 };
 pub use counter::{Encoding, TokenCounter, Truncated, UnknownEncoding};
 pub use error::{BudgetError, Result};
-pub use writer::{Charge, ChargeHandle, ChargeOutcome, ChargeWriter, ExtraWork};
+pub use writer::{Charge, ChargeHandle, ChargeOutcome, ChargeWriter, Declined, ExtraWork};
 
 mod budget;
 mod counter;

@@ -1,38 +1,14 @@
-//! The group-commit writer: one loop applies every waiting charge in one durable commit.
+//! The group-commit writer: one loop applies every waiting charge in one write transaction and
+//! one durable commit.
 //!
-//! # How a group is applied
-//!
-//! The writer takes the first waiting request, then every request already queued (up to
-//! [`BudgetConfig::max_group`](crate::BudgetConfig::max_group)), and applies them in order.
-//! Requests without extra work share one write transaction. Each check-and-add reads the row
-//! inside the transaction, so a charge sees every charge before it in the group and the day's
-//! total cannot pass the limit however many race.
-//!
-//! Extra work is the caller's code and may fail halfway, leaving writes that must not be kept.
-//! redb cannot roll back part of a transaction: an ephemeral savepoint can only be taken before a
-//! transaction opens its first table (`ephemeral_savepoint` answers `InvalidSavepoint` after
-//! that, which a test in this crate pins). So a request with extra work gets a transaction of its
-//! own: the open transaction is first committed with `Durability::None` (no fsync), then the
-//! request's charge and extra work run in a fresh transaction, which is aborted if the extra work
-//! fails and otherwise stays open for the requests after it. The group ends with one commit with
-//! `Durability::Immediate`, which makes the whole group durable at once; an empty one is made if
-//! the group's last transaction was aborted. Until that commit returns, nothing is answered and
-//! the counters do not move, so a result never leaves before its charge is on disk. A crash
-//! before it loses the group as a whole: its non-durable commits are not on disk either.
-//!
-//! Failures: extra work that fails (or panics) fails its own request only. A storage error fails
-//! the requests of the transaction it happened in. A failed durable commit fails every request
-//! still pending in the group, and the counters stay as they were. redb then refuses every
-//! further write (`PreviousIo`) until the database is reopened, which recovers the last durable
-//! commit, where the counters already are; so after an I/O failure every charge fails, closed,
-//! until the process opens the file again.
+//! See [`ChargeWriter`] for how a group is applied and what happens when part of it fails.
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
-use redb::{Durability, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{Durability, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use time::Date;
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,12 +17,47 @@ use crate::error::{BudgetError, Result};
 
 /// Work the caller adds to a charge's write transaction, such as an audit record.
 ///
-/// It runs after the check-and-add, inside the same transaction, and receives the outcome (for
-/// [`ChargeHandle::write`] and [`ChargeHandle::reset_with`] the outcome is
-/// [`ChargeOutcome::NotCharged`]). It commits durably together with the charge or not at all. It
-/// must not touch this crate's tables, and it runs on the writer's thread, so it should be quick.
+/// It runs inside the same transaction once the check-and-add has decided, and receives the
+/// outcome (for [`ChargeHandle::write`] and [`ChargeHandle::reset_with`] the outcome is
+/// [`ChargeOutcome::NotCharged`]); the charge itself is written after it succeeded. It commits
+/// durably together with the charge or not at all.
+/// It must not touch this crate's tables (the usage table is open while it runs, so opening it
+/// fails with `TableAlreadyOpen`), and it runs on the writer's thread, so it should be quick.
+/// When it fails, the requests of its group whose extra work ran before it fail with it, unless
+/// it answers [`Declined`] (see [`ChargeWriter`]).
 pub type ExtraWork =
     Box<dyn FnOnce(&WriteTransaction, &ChargeOutcome) -> Result<(), redb::Error> + Send>;
+
+/// The error of extra work that refuses its request before it has written anything, such as a
+/// last check that finds the charge must not be made.
+///
+/// Return it as `Err(Declined.into())`, a `redb::Error::Io` that carries it. The writer then
+/// fails that request alone, with [`BudgetError::ExtraWork`] (which [`Declined::is`] recognises),
+/// and goes on with the rest of its group in the same transaction: the request's check-and-add
+/// is written only after its extra work succeeded, so nothing of it remains. Any other error
+/// makes the writer abort the group's transaction and apply the rest of the group again,
+/// without the requests whose extra work had run (see [`ChargeWriter`]). Extra work that has
+/// already written must not return it: those writes would commit without their request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("extra work declined its request")]
+pub struct Declined;
+
+impl Declined {
+    /// Whether `error` carries a [`Declined`], as extra work returns it and as
+    /// [`BudgetError::ExtraWork`] passes it on.
+    pub fn is(error: &redb::Error) -> bool {
+        match error {
+            redb::Error::Io(io) => io.get_ref().is_some_and(|inner| inner.is::<Declined>()),
+            _ => false,
+        }
+    }
+}
+
+impl From<Declined> for redb::Error {
+    fn from(declined: Declined) -> Self {
+        redb::Error::Io(std::io::Error::other(declined))
+    }
+}
 
 /// A request to charge tokens to an agent's day.
 pub struct Charge {
@@ -101,6 +112,51 @@ pub struct ChargeHandle {
 }
 
 /// The loop that applies charges; see [`Budget::writer`](crate::Budget::writer).
+///
+/// # How a group is applied
+///
+/// The writer takes the first waiting request, then every request already queued (up to
+/// [`BudgetConfig::max_group`](crate::BudgetConfig::max_group)), and applies them in order in
+/// one write transaction, with the usage table opened once for all of them. For each request:
+/// its check reads the row and decides (the check-and-add), its extra work runs with the
+/// outcome, and then its own write is made. Each check reads the row inside the transaction,
+/// so a charge sees every charge before it in the group and the day's total cannot pass the
+/// limit however many race. The transaction ends with one commit with
+/// `Durability::Immediate`. Until that commit returns, nothing is answered and the counters do
+/// not move, so a result never leaves before its charge is on disk; a crash before it loses the
+/// group as a whole.
+///
+/// # When extra work fails
+///
+/// Extra work that refuses its request before writing anything answers [`Declined`]: the
+/// request fails, its own write is never made, and the transaction goes on with the next
+/// request. Any other failure (or a panic) may have left some of the extra work's writes in the
+/// transaction, and redb cannot roll back part of a transaction: an ephemeral savepoint can
+/// only be taken before a transaction opens its first table (a test in this crate pins that).
+/// Isolating every request with extra work in a transaction of its own would cost one more
+/// commit per tool call, since every tool call brings its audit record as extra work. Instead
+/// the writer aborts the group's transaction and applies the rest of the group again in a
+/// fresh one:
+///
+/// - the request whose extra work failed fails with [`BudgetError::ExtraWork`] (or
+///   [`BudgetError::ExtraWorkPanicked`]);
+/// - a request whose extra work had already run in the aborted transaction fails with the same
+///   error: its writes went with the abort, and an [`ExtraWork`] is `FnOnce`, so it cannot run
+///   again;
+/// - every other request (one without extra work, or one whose extra work had not run yet) is
+///   applied again from its check, in the next transaction.
+///
+/// Each failed attempt fails at least the request that failed it, so the retries end. The cost
+/// falls on requests that share a group with a failure: the gateway's extra work is an audit
+/// record, which fails only when redb fails (and a storage error dooms the transaction anyway),
+/// and a refusal that knows it wrote nothing uses [`Declined`], which costs no one else
+/// anything.
+///
+/// Other failures: a storage error while a request is checked or written, or a failed durable
+/// commit, fails every request still pending in the group, and the counters stay as they were.
+/// redb then refuses every further write (`PreviousIo`) until the database is reopened, which
+/// recovers the last durable commit, where the counters already are; so after an I/O failure
+/// every charge fails, closed, until the process opens the file again.
 pub struct ChargeWriter {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Request>,
@@ -165,9 +221,11 @@ impl ChargeHandle {
     ///
     /// # Errors
     ///
-    /// [`BudgetError::ExtraWork`] when the extra work failed (nothing of this request was
-    /// applied), [`BudgetError::Storage`] when redb failed, [`BudgetError::WriterStopped`] when
-    /// no writer runs.
+    /// [`BudgetError::ExtraWork`] or [`BudgetError::ExtraWorkPanicked`] when this request's
+    /// extra work failed, or when another request's extra work failed after this one's had run
+    /// in the same transaction (nothing of this request was applied either way),
+    /// [`BudgetError::Storage`] when redb failed, [`BudgetError::WriterStopped`] when no writer
+    /// runs.
     pub async fn charge(&self, c: Charge) -> Result<ChargeOutcome> {
         let op = Op::Charge {
             agent_id: c.agent_id,
@@ -246,20 +304,39 @@ impl ChargeHandle {
     }
 }
 
-/// A request's state within a group.
-enum State {
-    /// Not applied yet.
-    Waiting,
-    /// Applied; its answer and counter updates wait for the group's durable commit.
-    Pending(Reply, Vec<CounterUpdate>),
-    /// Failed; nothing of it will be committed.
-    Failed(BudgetError),
+/// One request of a group while the group is applied.
+struct Member {
+    op: Op,
+    /// Taken when it runs: an [`ExtraWork`] runs at most once.
+    extra: Option<ExtraWork>,
+    reply: oneshot::Sender<Result<Reply>>,
+    /// Set once the request has failed; nothing of it will be committed.
+    failed: Option<BudgetError>,
 }
 
-/// The open write transaction and the requests whose work it holds.
-struct Open {
-    txn: WriteTransaction,
-    members: Vec<usize>,
+/// A request applied in a transaction that has not committed yet: its answer and the counter
+/// updates that wait for the commit.
+struct Applied {
+    member: usize,
+    reply: Reply,
+    updates: Vec<CounterUpdate>,
+    /// Whether its extra work ran in this transaction (and so cannot run again).
+    ran_extra: bool,
+}
+
+/// How one attempt at a group's transaction ended.
+enum Attempt {
+    /// Committed durably, with what each request applied.
+    Committed(Vec<Applied>),
+    /// Aborted because the extra work of `member` failed with `error`; `applied` lists the
+    /// requests applied before it.
+    ExtraWorkFailed {
+        member: usize,
+        error: BudgetError,
+        applied: Vec<Applied>,
+    },
+    /// Aborted, or not committed, because redb failed: every request of the attempt fails.
+    Failed(BudgetError),
 }
 
 impl ChargeWriter {
@@ -294,183 +371,189 @@ impl ChargeWriter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let size = group.len();
-        let mut replies = Vec::with_capacity(size);
-        let mut states: Vec<State> = Vec::with_capacity(size);
-        let mut work = Vec::with_capacity(size);
-        for request in group {
-            replies.push(request.reply);
-            states.push(State::Waiting);
-            work.push((request.op, request.extra));
-        }
-
-        // Apply each request in order. Invariant: the writes of every `Pending` request are in
-        // `open` or in a transaction committed non-durably before it.
-        let mut open: Option<Open> = None;
-        let mut committed_non_durably = false;
-        for (index, (op, extra)) in work.into_iter().enumerate() {
-            if let Some(extra) = extra {
-                // Isolate the extra work: what came before must survive if it fails.
-                if let Some(previous) = open.take() {
-                    committed_non_durably |= self.commit_non_durably(previous, &mut states);
-                }
-                open = self.apply_with_extra(index, &op, extra, &mut states);
-                continue;
-            }
-
-            let current = match open.take() {
-                Some(current) => current,
-                None => match shared.db.begin_write() {
-                    Ok(txn) => Open {
-                        txn,
-                        members: Vec::new(),
-                    },
-                    Err(e) => {
-                        states[index] = State::Failed(BudgetError::storage(e));
-                        continue;
-                    }
-                },
-            };
-            let mut current = current;
-            match apply_op(&current.txn, &op, &shared.config) {
-                Ok((reply, updates)) => {
-                    states[index] = State::Pending(reply, updates);
-                    current.members.push(index);
-                    open = Some(current);
-                }
-                Err(e) => {
-                    // The transaction may hold part of this request; it goes, with everything
-                    // in it.
-                    let error = BudgetError::storage(e);
-                    fail_members(&current.members, &mut states, &error);
-                    states[index] = State::Failed(error);
-                    abort(current.txn);
-                }
-            }
-        }
-
-        // One durable commit makes the whole group durable.
-        let durable = match open {
-            Some(last) => self.commit_durably(last.txn),
-            None if committed_non_durably => shared
-                .db
-                .begin_write()
-                .map_err(BudgetError::storage)
-                .and_then(|txn| self.commit_durably(txn)),
-            None => Ok(()),
-        };
-
-        // Publish: counters first, in request order, then the answers.
-        let mut updates = Vec::new();
-        let results: Vec<Result<Reply>> = states
+        let mut members: Vec<Member> = group
             .into_iter()
-            .map(|state| match state {
-                State::Pending(reply, slot_updates) => match &durable {
-                    Ok(()) => {
-                        updates.extend(slot_updates);
-                        Ok(reply)
-                    }
-                    Err(e) => Err(e.clone()),
-                },
-                State::Failed(e) => Err(e),
-                // Every request is applied or failed above.
-                State::Waiting => Err(BudgetError::WriterStopped),
+            .map(|request| Member {
+                op: request.op,
+                extra: request.extra,
+                reply: request.reply,
+                failed: None,
             })
             .collect();
+
+        // Attempt the group's transaction until one commits or nothing is left to apply. Every
+        // failed attempt fails at least one more member, so this ends.
+        let mut committed: Vec<Applied> = Vec::new();
+        let mut attempts = 0u32;
+        loop {
+            let pending: Vec<usize> = (0..size).filter(|&i| members[i].failed.is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
+            attempts += 1;
+            match self.attempt(&pending, &mut members) {
+                Attempt::Committed(applied) => {
+                    committed = applied;
+                    break;
+                }
+                Attempt::ExtraWorkFailed {
+                    member,
+                    error,
+                    applied,
+                } => {
+                    // Whose extra work ran went with the abort and cannot run again.
+                    for lost in applied.iter().filter(|a| a.ran_extra) {
+                        members[lost.member].failed = Some(error.clone());
+                    }
+                    members[member].failed = Some(error);
+                }
+                Attempt::Failed(error) => {
+                    for &i in &pending {
+                        members[i].failed.get_or_insert_with(|| error.clone());
+                    }
+                    break;
+                }
+            }
+        }
+
+        // Publish: counters first, in request order, then the answers.
+        let mut results: Vec<Option<Result<Reply>>> = (0..size).map(|_| None).collect();
+        let mut updates = Vec::new();
+        for applied in committed {
+            updates.extend(applied.updates);
+            results[applied.member] = Some(Ok(applied.reply));
+        }
         shared.apply(updates);
         drop(turn);
 
-        tracing::trace!(size, durable = durable.is_ok(), "budget group applied");
-        for (reply, result) in replies.into_iter().zip(results) {
+        tracing::trace!(size, attempts, "budget group applied");
+        for (member, result) in members.into_iter().zip(results) {
+            let result = match (result, member.failed) {
+                (Some(result), _) => result,
+                (None, Some(error)) => Err(error),
+                // Every member is committed or failed above.
+                (None, None) => Err(BudgetError::WriterStopped),
+            };
             // The caller may have stopped waiting; what was committed stands all the same.
-            let _ = reply.send(result);
+            let _ = member.reply.send(result);
         }
     }
 
-    /// Runs one request with extra work in a transaction of its own; answers the transaction to
-    /// keep open, or `None` when the request failed.
-    fn apply_with_extra(
-        &self,
-        index: usize,
-        op: &Op,
-        extra: ExtraWork,
-        states: &mut [State],
-    ) -> Option<Open> {
-        let txn = match self.shared.db.begin_write() {
+    /// Applies the members `pending`, in order, in one write transaction, and commits it
+    /// durably unless one of them fails.
+    fn attempt(&self, pending: &[usize], members: &mut [Member]) -> Attempt {
+        let shared = &*self.shared;
+        let mut txn = match shared.db.begin_write() {
             Ok(txn) => txn,
-            Err(e) => {
-                states[index] = State::Failed(BudgetError::storage(e));
-                return None;
-            }
+            Err(e) => return Attempt::Failed(BudgetError::storage(e)),
         };
-        let (reply, updates) = match apply_op(&txn, op, &self.shared.config) {
-            Ok(applied) => applied,
-            Err(e) => {
-                states[index] = State::Failed(BudgetError::storage(e));
-                abort(txn);
-                return None;
-            }
-        };
-        let outcome = match &reply {
-            Reply::Outcome(outcome) => *outcome,
-            Reply::Purged(_) => ChargeOutcome::NotCharged,
-        };
+        shared.transactions.fetch_add(1, Ordering::Relaxed);
 
-        // A panic in the caller's code fails its request, not the writer.
-        match catch_unwind(AssertUnwindSafe(|| extra(&txn, &outcome))) {
-            Ok(Ok(())) => {
-                states[index] = State::Pending(reply, updates);
-                Some(Open {
-                    txn,
-                    members: vec![index],
-                })
-            }
-            Ok(Err(e)) => {
-                states[index] = State::Failed(BudgetError::ExtraWork(Arc::new(e)));
-                abort(txn);
-                None
-            }
-            Err(_) => {
-                states[index] = State::Failed(BudgetError::ExtraWorkPanicked);
-                abort(txn);
-                None
+        let mut applied = Vec::with_capacity(pending.len());
+        let mut stopped = None;
+        {
+            // Opened once for the whole transaction and open while extra work runs, which must
+            // not touch it (see `ExtraWork`).
+            let mut usage = None;
+            for &index in pending {
+                match apply_member(&txn, &mut usage, index, &mut members[index], &shared.config) {
+                    Ok(Some(done)) => applied.push(done),
+                    // Declined: it failed, and nothing of it is in the transaction.
+                    Ok(None) => {}
+                    Err(stop) => {
+                        stopped = Some((index, stop));
+                        break;
+                    }
+                }
             }
         }
-    }
 
-    /// Commits `open` without fsync; answers whether it committed. On failure its members fail.
-    fn commit_non_durably(&self, mut open: Open, states: &mut [State]) -> bool {
-        let result = open
-            .txn
-            .set_durability(Durability::None)
-            .map_err(BudgetError::storage)
-            .and_then(|()| open.txn.commit().map_err(BudgetError::storage));
-        match result {
-            Ok(()) => {
-                self.shared.transactions.fetch_add(1, Ordering::Relaxed);
-                true
+        match stopped {
+            Some((member, Stop::ExtraWork(error))) => {
+                abort(txn);
+                Attempt::ExtraWorkFailed {
+                    member,
+                    error,
+                    applied,
+                }
             }
-            Err(e) => {
-                fail_members(&open.members, states, &e);
-                false
+            Some((_, Stop::Storage(error))) => {
+                abort(txn);
+                Attempt::Failed(error)
+            }
+            // Every member declined: there is nothing to make durable.
+            None if applied.is_empty() => {
+                abort(txn);
+                Attempt::Committed(applied)
+            }
+            None => {
+                // One durable commit makes the whole group durable.
+                let committed = txn
+                    .set_durability(Durability::Immediate)
+                    .map_err(BudgetError::storage)
+                    .and_then(|()| txn.commit().map_err(BudgetError::storage));
+                match committed {
+                    Ok(()) => {
+                        shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+                        Attempt::Committed(applied)
+                    }
+                    Err(e) => Attempt::Failed(e),
+                }
             }
         }
-    }
-
-    fn commit_durably(&self, mut txn: WriteTransaction) -> Result<()> {
-        txn.set_durability(Durability::Immediate)
-            .map_err(BudgetError::storage)?;
-        txn.commit().map_err(BudgetError::storage)?;
-        self.shared.transactions.fetch_add(1, Ordering::Relaxed);
-        self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 }
 
-/// Fails every member of a transaction that will not commit.
-fn fail_members(members: &[usize], states: &mut [State], error: &BudgetError) {
-    for &member in members {
-        states[member] = State::Failed(error.clone());
-    }
+/// Why a member stopped its transaction, which is lost.
+enum Stop {
+    /// redb failed.
+    Storage(BudgetError),
+    /// The member's extra work failed or panicked, maybe halfway through its writes.
+    ExtraWork(BudgetError),
+}
+
+/// Applies member `index` in `txn`: its check, its extra work if it has one, then its own
+/// write, which is left out when the extra work fails.
+///
+/// Answers `None` when the extra work answered [`Declined`]: the member has failed, and nothing
+/// of it is in the transaction, which goes on.
+fn apply_member<'txn>(
+    txn: &'txn WriteTransaction,
+    usage: &mut Option<UsageTable<'txn>>,
+    index: usize,
+    member: &mut Member,
+    config: &BudgetConfig,
+) -> Result<Option<Applied>, Stop> {
+    let storage = |e: redb::Error| Stop::Storage(BudgetError::storage(e));
+    let mut checked = check_op(txn, usage, &member.op, config).map_err(storage)?;
+
+    let ran_extra = match member.extra.take() {
+        None => false,
+        Some(extra) => {
+            let outcome = match &checked.reply {
+                Reply::Outcome(outcome) => *outcome,
+                Reply::Purged(_) => ChargeOutcome::NotCharged,
+            };
+            // A panic in the caller's code fails its request, not the writer.
+            match catch_unwind(AssertUnwindSafe(|| extra(txn, &outcome))) {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) if Declined::is(&e) => {
+                    member.failed = Some(BudgetError::ExtraWork(Arc::new(e)));
+                    return Ok(None);
+                }
+                Ok(Err(e)) => return Err(Stop::ExtraWork(BudgetError::ExtraWork(Arc::new(e)))),
+                Err(_) => return Err(Stop::ExtraWork(BudgetError::ExtraWorkPanicked)),
+            }
+        }
+    };
+
+    write_op(txn, usage, &mut checked).map_err(storage)?;
+    Ok(Some(Applied {
+        member: index,
+        reply: checked.reply,
+        updates: checked.updates,
+        ran_extra,
+    }))
 }
 
 fn abort(txn: WriteTransaction) {
@@ -479,13 +562,39 @@ fn abort(txn: WriteTransaction) {
     }
 }
 
-/// Applies one request's own writes; the check-and-add reads the row inside `txn`.
-fn apply_op(
-    txn: &WriteTransaction,
-    op: &Op,
+/// The usage table, opened in a group's transaction by the first request that needs it.
+type UsageTable<'txn> = Table<'txn, UsageKey<'static>, u64>;
+
+/// What a request's check decided: its answer, the counter updates that wait for the commit,
+/// and the row write still to make.
+struct Checked<'op> {
+    reply: Reply,
+    updates: Vec<CounterUpdate>,
+    write: RowWrite<'op>,
+}
+
+/// The usage table's key: agent id and Julian day.
+type UsageKey<'a> = (&'a str, i32);
+
+/// A request's own write to the usage table.
+enum RowWrite<'op> {
+    Nothing,
+    /// The day's new total.
+    Set(UsageKey<'op>, u64),
+    Remove(UsageKey<'op>),
+    /// Every row before this day goes.
+    PurgeBefore(Date),
+}
+
+/// Checks one request inside `txn` without writing: the check-and-add reads the row and decides.
+/// `usage` is the usage table of `txn`, opened here on first use.
+fn check_op<'txn, 'op>(
+    txn: &'txn WriteTransaction,
+    usage: &mut Option<UsageTable<'txn>>,
+    op: &'op Op,
     config: &BudgetConfig,
-) -> Result<(Reply, Vec<CounterUpdate>), redb::Error> {
-    match op {
+) -> Result<Checked<'op>, redb::Error> {
+    let checked = match op {
         Op::Charge {
             agent_id,
             day,
@@ -493,58 +602,93 @@ fn apply_op(
             limit,
         } => {
             let key = (agent_id.as_str(), day.to_julian_day());
-            let mut table = txn.open_table(USAGE)?;
-            let used = table.get(key)?.map_or(0, |v| v.value());
+            let used = usage_table(txn, usage)?.get(key)?.map_or(0, |v| v.value());
             match used.checked_add(*tokens) {
-                Some(total) if total <= *limit => {
-                    let mut updates = Vec::new();
-                    if *tokens > 0 {
-                        table.insert(key, total)?;
-                        updates.push(CounterUpdate::Set {
-                            agent_id: agent_id.clone(),
-                            day: *day,
-                            tokens: total,
-                        });
-                    }
-                    Ok((
-                        Reply::Outcome(ChargeOutcome::Charged { used: total }),
-                        updates,
-                    ))
-                }
-                _ => Ok((
-                    Reply::Outcome(ChargeOutcome::OverLimit {
+                // A charge of nothing fits and changes nothing.
+                Some(total) if total <= *limit && *tokens == 0 => Checked {
+                    reply: Reply::Outcome(ChargeOutcome::Charged { used: total }),
+                    updates: Vec::new(),
+                    write: RowWrite::Nothing,
+                },
+                Some(total) if total <= *limit => Checked {
+                    reply: Reply::Outcome(ChargeOutcome::Charged { used: total }),
+                    updates: vec![CounterUpdate::Set {
+                        agent_id: agent_id.clone(),
+                        day: *day,
+                        tokens: total,
+                    }],
+                    write: RowWrite::Set(key, total),
+                },
+                _ => Checked {
+                    reply: Reply::Outcome(ChargeOutcome::OverLimit {
                         used,
                         limit: *limit,
                     }),
-                    Vec::new(),
-                )),
+                    updates: Vec::new(),
+                    write: RowWrite::Nothing,
+                },
             }
         }
-        Op::Reset { agent_id, day } => {
-            let mut table = txn.open_table(USAGE)?;
-            table.remove((agent_id.as_str(), day.to_julian_day()))?;
-            Ok((
-                Reply::Outcome(ChargeOutcome::NotCharged),
-                vec![CounterUpdate::Remove {
-                    agent_id: agent_id.clone(),
-                    day: *day,
-                }],
-            ))
-        }
+        Op::Reset { agent_id, day } => Checked {
+            reply: Reply::Outcome(ChargeOutcome::NotCharged),
+            updates: vec![CounterUpdate::Remove {
+                agent_id: agent_id.clone(),
+                day: *day,
+            }],
+            write: RowWrite::Remove((agent_id.as_str(), day.to_julian_day())),
+        },
         Op::Purge { today } => {
             let cutoff = retention_cutoff(*today, config.retention_days);
-            let mut table = txn.open_table(USAGE)?;
+            Checked {
+                // The count is known once the rows are gone; see `write_op`.
+                reply: Reply::Purged(0),
+                updates: vec![CounterUpdate::PurgeBefore(cutoff)],
+                write: RowWrite::PurgeBefore(cutoff),
+            }
+        }
+        Op::Write => Checked {
+            reply: Reply::Outcome(ChargeOutcome::NotCharged),
+            updates: Vec::new(),
+            write: RowWrite::Nothing,
+        },
+    };
+    Ok(checked)
+}
+
+/// Makes the write that [`check_op`] decided.
+fn write_op<'txn>(
+    txn: &'txn WriteTransaction,
+    usage: &mut Option<UsageTable<'txn>>,
+    checked: &mut Checked<'_>,
+) -> Result<(), redb::Error> {
+    match checked.write {
+        RowWrite::Nothing => {}
+        RowWrite::Set(key, total) => {
+            usage_table(txn, usage)?.insert(key, total)?;
+        }
+        RowWrite::Remove(key) => {
+            usage_table(txn, usage)?.remove(key)?;
+        }
+        RowWrite::PurgeBefore(cutoff) => {
+            let table = usage_table(txn, usage)?;
             let before = table.len()?;
             let cutoff_julian = cutoff.to_julian_day();
             table.retain(|(_, julian), _| julian >= cutoff_julian)?;
-            let removed = before - table.len()?;
-            Ok((
-                Reply::Purged(removed),
-                vec![CounterUpdate::PurgeBefore(cutoff)],
-            ))
+            checked.reply = Reply::Purged(before - table.len()?);
         }
-        Op::Write => Ok((Reply::Outcome(ChargeOutcome::NotCharged), Vec::new())),
     }
+    Ok(())
+}
+
+/// The usage table of `txn`, opened on first use.
+fn usage_table<'u, 'txn>(
+    txn: &'txn WriteTransaction,
+    usage: &'u mut Option<UsageTable<'txn>>,
+) -> Result<&'u mut UsageTable<'txn>, redb::TableError> {
+    Ok(match usage {
+        Some(table) => table,
+        None => usage.insert(txn.open_table(USAGE)?),
+    })
 }
 
 /// The first day that [`ChargeHandle::purge`] keeps: `retention_days` days up to and including

@@ -334,7 +334,7 @@ fn bad_queries_are_refused_with_clear_errors() {
 }
 
 #[test]
-fn a_record_appended_in_an_aborted_transaction_leaves_no_trace() {
+fn a_record_appended_in_an_aborted_transaction_leaves_no_trace_but_a_skipped_id() {
     let (_dir, log) = fresh();
 
     let txn = log.db.begin_write().unwrap();
@@ -346,7 +346,120 @@ fn a_record_appended_in_an_aborted_transaction_leaves_no_trace() {
     assert_eq!(log.count().unwrap(), 0);
     assert_eq!(index_rows(&log), [0; 5]);
     let kept = log.append(call("a", "t", Outcome::Ok, T0)).unwrap();
-    assert_eq!(kept.id, lost.id, "the aborted id is assigned again");
+    assert_eq!(
+        kept.id,
+        lost.id + 1,
+        "the aborted id is skipped, never reused"
+    );
+}
+
+#[test]
+fn append_all_in_writes_every_record_with_consecutive_ids_and_index_rows() {
+    let (_dir, log) = fresh();
+    let first = log.append(call("a", "t", Outcome::Ok, T0)).unwrap();
+
+    let txn = log.db.begin_write().unwrap();
+    let admin = NewRecord::admin(
+        T0 + Duration::milliseconds(1500),
+        "r",
+        "jti",
+        Action::AgentDelete,
+        Outcome::Ok,
+    );
+    let batch = log
+        .append_all_in(
+            &txn,
+            [
+                call("b", "u", Outcome::Ok, T0 + Duration::seconds(1)),
+                admin,
+                call("a", "t", Outcome::DeniedScope, T0 + Duration::seconds(2)),
+            ],
+        )
+        .unwrap();
+    assert!(log.append_all_in(&txn, []).unwrap().is_empty());
+    txn.commit().unwrap();
+
+    let batch_ids: Vec<u64> = batch.iter().map(|r| r.id).collect();
+    assert_eq!(batch_ids, [first.id + 1, first.id + 2, first.id + 3]);
+    // Four records, one of them without a tool.
+    assert_eq!(index_rows(&log), [4, 4, 4, 3, 4]);
+    let newest_first: Vec<AuditRecord> = batch.iter().rev().cloned().collect();
+    assert_eq!(
+        log.query(&Query::default()).unwrap().records[..3],
+        newest_first[..]
+    );
+    assert_eq!(ids(&log.query(&Query::for_agent("a")).unwrap()), [4, 1]);
+    let by_tool = Query {
+        tool: Some("u".into()),
+        ..Query::default()
+    };
+    assert_eq!(ids(&log.query(&by_tool).unwrap()), [2]);
+}
+
+#[test]
+fn two_logs_opened_on_one_database_never_assign_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::create(dir.path().join("audit.redb")).unwrap());
+    let first = AuditLog::open(Arc::clone(&db)).unwrap();
+    let a = first.append(call("a", "t", Outcome::Ok, T0)).unwrap();
+    let second = AuditLog::open(Arc::clone(&db)).unwrap();
+
+    let b = second.append(call("a", "t", Outcome::Ok, T0)).unwrap();
+    let c = first.append(call("a", "t", Outcome::Ok, T0)).unwrap();
+
+    assert_eq!([a.id, b.id, c.id], [1, 2, 3]);
+    assert_eq!(first.count().unwrap(), 3);
+}
+
+#[test]
+fn ids_are_not_reused_after_retention_deleted_every_record_and_the_file_was_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.redb");
+    {
+        let log = open_at(&path);
+        for _ in 0..3 {
+            log.append(call("a", "t", Outcome::Ok, T0)).unwrap();
+        }
+        // Taken by a transaction that never commits.
+        let txn = log.db.begin_write().unwrap();
+        log.append_in(&txn, call("a", "t", Outcome::Ok, T0))
+            .unwrap();
+        txn.abort().unwrap();
+        assert_eq!(log.purge_before(T0 + Duration::days(1), 10).unwrap(), 3);
+        assert_eq!(log.count().unwrap(), 0);
+    }
+
+    let log = open_at(&path);
+    let next = log.append(call("a", "t", Outcome::Ok, T0)).unwrap();
+
+    assert_eq!(next.id, 5);
+}
+
+#[test]
+fn a_file_of_schema_version_1_is_upgraded_and_its_ids_continue() {
+    // Version 1 advanced `next_id` with every append, so it is exact there.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::create(dir.path().join("audit.redb")).unwrap());
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(META).unwrap();
+        meta.insert(SCHEMA_KEY, 1).unwrap();
+        meta.insert(NEXT_ID_KEY, 42).unwrap();
+    }
+    txn.commit().unwrap();
+
+    let log = AuditLog::open(Arc::clone(&db)).unwrap();
+    let next = log.append(call("a", "t", Outcome::Ok, T0)).unwrap();
+
+    assert_eq!(next.id, 42);
+    let read = db.begin_read().unwrap();
+    let version = read
+        .open_table(META)
+        .unwrap()
+        .get(SCHEMA_KEY)
+        .unwrap()
+        .map(|v| v.value());
+    assert_eq!(version, Some(SCHEMA_VERSION));
 }
 
 #[test]
@@ -418,10 +531,8 @@ fn a_newer_schema_version_is_refused() {
 
     assert!(matches!(
         err,
-        AuditError::UnsupportedSchema {
-            found: 2,
-            supported: 1
-        }
+        AuditError::UnsupportedSchema { found, supported }
+            if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION
     ));
 }
 

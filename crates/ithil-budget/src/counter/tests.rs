@@ -112,6 +112,76 @@ fn counts_equal_the_reference_encoding_on_the_corpus() {
 }
 
 #[test]
+fn counts_from_remembered_pieces_equal_the_reference_and_the_uncached_count() {
+    // Every text is counted on a fresh thread (an empty piece table) and then three more times
+    // on the same thread, where its pieces, and those of every text before it, are remembered.
+    let corpus = corpus();
+    for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        let counter = TokenCounter::new(encoding);
+        let reference = reference(encoding);
+        let texts = corpus.clone();
+        std::thread::spawn(move || {
+            for text in &texts {
+                let expected = reference.encode_ordinary(text).len() as u64;
+                assert_eq!(counter.tokenizer.count(text.as_str()) as u64, expected);
+                for round in 0..3 {
+                    assert_eq!(
+                        counter.count(text),
+                        expected,
+                        "{encoding}, round {round}: {:?}",
+                        text.chars().take(60).collect::<String>()
+                    );
+                }
+            }
+        })
+        .join()
+        .expect("counting thread");
+    }
+}
+
+#[test]
+fn counts_stay_exact_when_the_piece_table_fills_and_starts_over() {
+    // 20 000 distinct words, five times more than the table keeps, in one text and one by one.
+    let words: Vec<String> = (0..20_000u32)
+        .map(|n| {
+            let letters = [n % 26, n / 26 % 26, n / 676 % 26, n / 17_576];
+            letters
+                .iter()
+                .map(|&l| char::from(b'a' + u8::try_from(l).expect("letter")))
+                .collect()
+        })
+        .collect();
+    let text = words.join(" ");
+    for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        let counter = TokenCounter::new(encoding);
+        let reference = reference(encoding);
+        assert_eq!(
+            counter.count(&text),
+            reference.encode_ordinary(&text).len() as u64
+        );
+        for word in words.iter().step_by(997) {
+            let word = format!(" {word}");
+            assert_eq!(
+                counter.count(&word),
+                reference.encode_ordinary(&word).len() as u64,
+                "{encoding}: {word:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_single_byte_is_one_token_in_both_encodings() {
+    // The counter counts a one-byte piece as one token without asking the encoder.
+    for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        let bpe = &TokenCounter::new(encoding).tokenizer.bpe;
+        for byte in 0..=u8::MAX {
+            assert_eq!(bpe.count(&[byte]), 1, "{encoding}: byte {byte}");
+        }
+    }
+}
+
+#[test]
 fn token_ids_equal_the_reference_encoding_on_the_corpus() {
     // Equal counts could hide compensating differences; the token ids themselves must agree.
     for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {

@@ -403,20 +403,13 @@ async fn extra_work_commits_with_its_charge_and_sees_the_outcome() {
     assert_eq!(store.budget.used("agt_a", DAY), 40);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_extra_work_fails_only_its_own_request() {
-    let store = Store::new();
-    let (handle, writer) = store.budget.writer();
-
-    // One group, in this order: a plain charge, a charge with good extra work, a charge whose
-    // extra work writes a row and then fails, one whose extra work panics, and a plain charge.
-    let requests: Vec<(u64, Option<ExtraWork>)> = vec![
-        (1, None),
-        (2, Some(audit(2, "good"))),
-        (4, Some(failing_audit(4))),
-        (8, Some(Box::new(|_, _| panic!("extra work panics")))),
-        (16, None),
-    ];
+/// Queues `requests` as charges of `agt_a` (limit 1 000) in this order, then starts the writer,
+/// so that they form one group; answers each request's result and the writer's thread.
+async fn one_group(
+    handle: ChargeHandle,
+    writer: ChargeWriter,
+    requests: Vec<(u64, Option<ExtraWork>)>,
+) -> Vec<Result<ChargeOutcome, &'static str>> {
     let mut tasks = Vec::new();
     for (n, (tokens, extra)) in requests.into_iter().enumerate() {
         let h = handle.clone();
@@ -427,31 +420,201 @@ async fn failing_extra_work_fails_only_its_own_request() {
         queued(&handle, n + 1).await;
     }
     let thread = std::thread::spawn(move || writer.run());
-    let results: Vec<_> = futures_join(tasks).await;
+    let results = futures_join(tasks).await;
+    drop(handle);
+    thread.join().expect("writer");
+    results
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_extra_work_fails_its_own_request_and_the_rest_commit_through_the_retry() {
+    let store = Store::new();
+    let (handle, writer) = store.budget.writer();
+
+    // One group: a plain charge, a charge whose extra work writes a row and then fails, a charge
+    // with good extra work, one whose extra work panics, and a plain charge.
+    let results = one_group(
+        handle,
+        writer,
+        vec![
+            (1, None),
+            (2, Some(failing_audit(2))),
+            (4, Some(audit(4, "good"))),
+            (8, Some(Box::new(|_, _| panic!("extra work panics")))),
+            (16, None),
+        ],
+    )
+    .await;
+
+    // The first attempt aborts at the failing extra work, before any other extra work ran; the
+    // second at the panic, after the good extra work ran in it, which goes with it.
     assert_eq!(results[0], Ok(ChargeOutcome::Charged { used: 1 }));
-    assert_eq!(results[1], Ok(ChargeOutcome::Charged { used: 3 }));
+    assert_eq!(
+        results[1],
+        Err("extra work in the budget transaction failed")
+    );
     assert_eq!(
         results[2],
-        Err("extra work in the budget transaction failed")
+        Err("extra work in the budget transaction panicked")
     );
     assert_eq!(
         results[3],
         Err("extra work in the budget transaction panicked")
     );
-    assert_eq!(results[4], Ok(ChargeOutcome::Charged { used: 19 }));
-    assert_eq!(store.budget.used("agt_a", DAY), 19);
-    assert_eq!(store.budget.commit_count(), 1, "still one durable commit");
+    assert_eq!(results[4], Ok(ChargeOutcome::Charged { used: 17 }));
+    assert_eq!(store.budget.used("agt_a", DAY), 17);
+    assert_eq!(store.budget.commit_count(), 1, "one durable commit");
     assert_eq!(
-        audit_rows(&store.budget),
-        vec![(2, "good Charged { used: 3 }".to_owned())]
+        store.budget.transaction_count(),
+        3,
+        "two aborted, one committed"
     );
-    drop(handle);
-    thread.join().expect("writer");
+    assert!(audit_rows(&store.budget).is_empty(), "nothing half written");
 
     let store = store.reopen();
-    assert_eq!(store.budget.used("agt_a", DAY), 19);
+    assert_eq!(store.budget.used("agt_a", DAY), 17);
+    assert!(audit_rows(&store.budget).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_work_that_had_not_run_yet_commits_in_the_retry() {
+    let store = Store::new();
+    let (handle, writer) = store.budget.writer();
+
+    let results = one_group(
+        handle,
+        writer,
+        vec![
+            (1, None),
+            (2, Some(failing_audit(2))),
+            (4, Some(audit(4, "after"))),
+            (16, None),
+        ],
+    )
+    .await;
+
+    assert_eq!(results[0], Ok(ChargeOutcome::Charged { used: 1 }));
+    assert_eq!(
+        results[1],
+        Err("extra work in the budget transaction failed")
+    );
+    assert_eq!(results[2], Ok(ChargeOutcome::Charged { used: 5 }));
+    assert_eq!(results[3], Ok(ChargeOutcome::Charged { used: 21 }));
+    assert_eq!(store.budget.used("agt_a", DAY), 21);
+    assert_eq!(
+        (
+            store.budget.commit_count(),
+            store.budget.transaction_count()
+        ),
+        (1, 2)
+    );
+    assert_eq!(
+        audit_rows(&store.budget),
+        vec![(4, "after Charged { used: 5 }".to_owned())]
+    );
+
+    let store = store.reopen();
+    assert_eq!(store.budget.used("agt_a", DAY), 21);
     assert_eq!(audit_rows(&store.budget).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declined_extra_work_fails_only_its_own_request_in_the_same_transaction() {
+    let store = Store::new();
+    let (handle, writer) = store.budget.writer();
+    let declined: ExtraWork = Box::new(|_, outcome| {
+        assert_eq!(*outcome, ChargeOutcome::Charged { used: 3 });
+        Err(Declined.into())
+    });
+
+    let results = one_group(
+        handle,
+        writer,
+        vec![
+            (1, Some(audit(1, "before"))),
+            (2, Some(declined)),
+            (4, Some(audit(4, "after"))),
+        ],
+    )
+    .await;
+
+    // The declined charge is not written, so the next charge sees the total before it.
+    assert_eq!(results[0], Ok(ChargeOutcome::Charged { used: 1 }));
+    assert_eq!(
+        results[1],
+        Err("extra work in the budget transaction failed")
+    );
+    assert_eq!(results[2], Ok(ChargeOutcome::Charged { used: 5 }));
+    assert_eq!(
+        (
+            store.budget.commit_count(),
+            store.budget.transaction_count()
+        ),
+        (1, 1)
+    );
+    assert_eq!(
+        audit_rows(&store.budget),
+        vec![
+            (1, "before Charged { used: 1 }".to_owned()),
+            (4, "after Charged { used: 5 }".to_owned()),
+        ]
+    );
+
+    let store = store.reopen();
+    assert_eq!(store.budget.used("agt_a", DAY), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_can_tell_a_declined_request_from_a_failed_one() {
+    let store = Store::new();
+    let w = Running::start(&store.budget);
+    let mut c = charge("agt_a", DAY, 1, 10);
+    c.extra = Some(Box::new(|_, _| Err(Declined.into())));
+    let err = w.handle.charge(c).await.expect_err("declined");
+    assert!(matches!(&err, BudgetError::ExtraWork(e) if Declined::is(e)));
+
+    let mut c = charge("agt_a", DAY, 1, 10);
+    c.extra = Some(failing_audit(1));
+    let err = w.handle.charge(c).await.expect_err("failed");
+    assert!(matches!(&err, BudgetError::ExtraWork(e) if !Declined::is(e)));
+
+    // A group of nothing but declined requests makes no commit.
+    assert_eq!(store.budget.commit_count(), 0);
+    assert_eq!(store.budget.used("agt_a", DAY), 0);
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_work_that_ran_before_a_failure_in_its_group_fails_with_it() {
+    let store = Store::new();
+    let (handle, writer) = store.budget.writer();
+
+    let results = one_group(
+        handle,
+        writer,
+        vec![
+            (1, Some(audit(1, "lost"))),
+            (2, Some(failing_audit(2))),
+            (4, None),
+        ],
+    )
+    .await;
+
+    // The first charge's audit row was written in the aborted transaction and its extra work
+    // cannot run twice, so it fails rather than commit without its row.
+    assert_eq!(
+        results[0],
+        Err("extra work in the budget transaction failed")
+    );
+    assert_eq!(
+        results[1],
+        Err("extra work in the budget transaction failed")
+    );
+    assert_eq!(results[2], Ok(ChargeOutcome::Charged { used: 4 }));
+    assert!(audit_rows(&store.budget).is_empty());
+
+    let store = store.reopen();
+    assert_eq!(store.budget.used("agt_a", DAY), 4);
 }
 
 /// Awaits every task and keeps the outcome or the error's message.
@@ -560,8 +723,8 @@ async fn two_writers_on_one_budget_still_respect_the_limit() {
 #[test]
 fn redb_refuses_a_savepoint_once_a_table_is_open() {
     // Pins the redb behaviour that rules out one savepoint per request inside a shared
-    // transaction (see the module documentation). If redb ever allows it, the writer could
-    // keep a whole group in one transaction.
+    // transaction (see `ChargeWriter`). If redb ever allows it, a failing extra work could be
+    // rolled back alone instead of failing those that ran before it and retrying the group.
     let store = Store::new();
     let txn = store.budget.shared.db.begin_write().expect("write");
     txn.open_table(AUDIT).expect("table");
@@ -594,9 +757,7 @@ fn debug_of_a_charge_hides_the_extra_work() {
 }
 
 #[test]
-fn the_transaction_counter_counts_the_isolated_extra_work() {
-    // A group with two requests that bring extra work takes two transactions and one durable
-    // commit; the counters tell them apart.
+fn a_group_whose_requests_all_bring_extra_work_takes_one_transaction() {
     let store = Store::new();
     let (handle, writer) = store.budget.writer();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -604,7 +765,7 @@ fn the_transaction_counter_counts_the_isolated_extra_work() {
         .enable_all()
         .build()
         .expect("runtime");
-    let tasks: Vec<_> = (0..2u64)
+    let tasks: Vec<_> = (0..3u64)
         .map(|i| {
             let h = handle.clone();
             let mut c = charge("agt_a", DAY, 1, 10);
@@ -612,13 +773,52 @@ fn the_transaction_counter_counts_the_isolated_extra_work() {
             rt.spawn(async move { h.charge(c).await })
         })
         .collect();
-    rt.block_on(queued(&handle, 2));
+    rt.block_on(queued(&handle, 3));
     let thread = std::thread::spawn(move || writer.run());
     for task in tasks {
         rt.block_on(task).expect("task").expect("charge");
     }
     assert_eq!(store.budget.commit_count(), 1);
-    assert_eq!(store.budget.transaction_count(), 2);
+    assert_eq!(store.budget.transaction_count(), 1);
+    assert_eq!(audit_rows(&store.budget).len(), 3);
     drop(handle);
     thread.join().expect("writer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_charges_with_extra_work_take_fewer_transactions_than_charges() {
+    // The writer runs while the charges arrive, as in production; each brings its audit row.
+    let store = Store::new();
+    let w = Running::start(&store.budget);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let h = w.handle.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = charge("agt_a", DAY, 1, 1_000);
+            c.extra = Some(audit(i, "call"));
+            h.charge(c).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("charge");
+    }
+    let transactions = store.budget.transaction_count();
+    assert!(
+        transactions < 200,
+        "200 charges took {transactions} transactions"
+    );
+    assert_eq!(transactions, store.budget.commit_count());
+    assert_eq!(store.budget.used("agt_a", DAY), 200);
+    assert_eq!(audit_rows(&store.budget).len(), 200);
+    w.stop();
+}
+
+#[test]
+fn declined_is_recognised_only_in_its_own_error() {
+    assert!(Declined::is(&Declined.into()));
+    assert!(!Declined::is(&redb::Error::Corrupted("x".to_owned())));
+    assert!(!Declined::is(&redb::Error::Io(std::io::Error::other(
+        "another cause"
+    ))));
+    assert_eq!(Declined.to_string(), "extra work declined its request");
 }

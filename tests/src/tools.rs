@@ -81,32 +81,8 @@ pub fn mcp_script() -> PathBuf {
 /// Panics when npm is missing or the install fails; the message carries npm's output.
 pub fn json_server() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let spec = format!("json-server@{JSON_SERVER_VERSION}");
-        let dir = ensure_installed("node", &spec, |dir, log| {
-            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let mut npm = Command::new(program("ITHIL_TEST_NPM", "npm"));
-            npm.arg("install")
-                .arg(&spec)
-                .arg("--prefix")
-                .arg(dir)
-                .args([
-                    "--save-exact",
-                    "--no-audit",
-                    "--no-fund",
-                    "--no-update-notifier",
-                ]);
-            run_logged(npm, log)
-        });
-        let bin = dir.join("node_modules/json-server/lib/cli/bin.js");
-        assert!(
-            bin.is_file(),
-            "json-server installed, but {} is missing",
-            bin.display()
-        );
-        bin
-    })
-    .clone()
+    PATH.get_or_init(|| npm_package("node", "json-server", JSON_SERVER_VERSION, "lib/cli/bin.js"))
+        .clone()
 }
 
 /// The path of mcp-remote's stdio bridge (`dist/proxy.js`, its `mcp-remote` command), installed
@@ -118,31 +94,42 @@ pub fn json_server() -> PathBuf {
 pub fn mcp_remote() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let spec = format!("mcp-remote@{MCP_REMOTE_VERSION}");
-        let dir = ensure_installed("node-mcp-remote", &spec, |dir, log| {
-            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let mut npm = Command::new(program("ITHIL_TEST_NPM", "npm"));
-            npm.arg("install")
-                .arg(&spec)
-                .arg("--prefix")
-                .arg(dir)
-                .args([
-                    "--save-exact",
-                    "--no-audit",
-                    "--no-fund",
-                    "--no-update-notifier",
-                ]);
-            run_logged(npm, log)
-        });
-        let bin = dir.join("node_modules/mcp-remote/dist/proxy.js");
-        assert!(
-            bin.is_file(),
-            "mcp-remote installed, but {} is missing",
-            bin.display()
-        );
-        bin
+        npm_package(
+            "node-mcp-remote",
+            "mcp-remote",
+            MCP_REMOTE_VERSION,
+            "dist/proxy.js",
+        )
     })
     .clone()
+}
+
+/// Installs `package@version` with npm into `.tools/<folder>` (once; see `ensure_installed`)
+/// and returns the path of its file `entry`.
+fn npm_package(folder: &str, package: &str, version: &str, entry: &str) -> PathBuf {
+    let spec = format!("{package}@{version}");
+    let dir = ensure_installed(folder, &spec, |dir, log| {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut npm = Command::new(program("ITHIL_TEST_NPM", "npm"));
+        npm.arg("install")
+            .arg(&spec)
+            .arg("--prefix")
+            .arg(dir)
+            .args([
+                "--save-exact",
+                "--no-audit",
+                "--no-fund",
+                "--no-update-notifier",
+            ]);
+        run_logged(npm, log)
+    });
+    let bin = dir.join("node_modules").join(package).join(entry);
+    assert!(
+        bin.is_file(),
+        "{package} installed, but {} is missing",
+        bin.display()
+    );
+    bin
 }
 
 /// A release line of the official MCP Python SDK (`mcp` on PyPI).

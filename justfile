@@ -12,6 +12,7 @@ test:
 check:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p ithil -p ithil-proxy --features ithil/bench --all-targets -- -D warnings
     cargo test --workspace
     cargo bench --workspace --no-run
 

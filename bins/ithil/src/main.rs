@@ -1,6 +1,8 @@
 //! The `ithil` gateway binary: parse the command line, run the command, map the outcome to an
 //! exit code.
 
+#[cfg(feature = "bench")]
+mod bench;
 mod catalog;
 mod cli;
 mod config;
@@ -90,6 +92,11 @@ struct ServeArgs {
     /// The base URL of a downstream, overriding its catalog's; repeatable.
     #[arg(long, value_name = "NAME=URL")]
     downstream_url: Vec<String>,
+
+    /// Benchmarks only: how tool calls are charged.
+    #[cfg(feature = "bench")]
+    #[arg(long, value_enum, default_value_t, hide = true)]
+    bench_charging: bench::Charging,
 }
 
 impl ServeArgs {
@@ -166,7 +173,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let env = Environment::from_process();
     match cli.command {
         Command::Serve(args) => {
+            #[cfg(feature = "bench")]
+            let charging = args.bench_charging;
             let config = Config::load(&args.flags(), &env)?;
+            #[cfg(feature = "bench")]
+            let config = Config {
+                bench_charging: charging,
+                ..config
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

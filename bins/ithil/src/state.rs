@@ -227,6 +227,8 @@ impl AppState {
             retention_days: config.budget_retention_days,
             ..BudgetConfig::default()
         };
+        #[cfg(feature = "bench")]
+        let budget_config = config.bench_charging.budget_config(budget_config);
         let budget = Budget::open_with(Arc::clone(store.database()), budget_config)
             .map_err(StateError::Budget)?;
         let (charges, writer) = budget.writer();
@@ -247,6 +249,8 @@ impl AppState {
             error_status: config.mcp.error_status,
             max_json_depth: config.mcp.max_json_depth,
             encoding: config.budget_encoding,
+            #[cfg(feature = "bench")]
+            uncharged: config.bench_charging == crate::bench::Charging::Off,
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(

@@ -111,6 +111,22 @@ pub struct GatewayConfig {
     /// The tokenizer that counts tool output against budgets and `maxResponseTokens`. Default
     /// is `o200k_base`.
     pub encoding: Encoding,
+    /// Benchmarks only (feature `bench`): when true, nothing goes through the charge writer,
+    /// so no charge and no audit record is written and every call fits its budget. A load run
+    /// compares the gateway with and without it to measure what durable charging costs.
+    /// Default is false.
+    #[cfg(feature = "bench")]
+    pub uncharged: bool,
+}
+
+impl GatewayConfig {
+    /// Whether charging is switched off (only a `bench` build can switch it off).
+    fn uncharged(&self) -> bool {
+        #[cfg(feature = "bench")]
+        return self.uncharged;
+        #[cfg(not(feature = "bench"))]
+        false
+    }
 }
 
 impl Default for GatewayConfig {
@@ -127,6 +143,8 @@ impl Default for GatewayConfig {
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
             instructions: None,
             encoding: Encoding::default(),
+            #[cfg(feature = "bench")]
+            uncharged: false,
         }
     }
 }
@@ -259,6 +277,7 @@ impl Gateway {
             privacy: Arc::clone(&deps.privacy),
             sink: deps.audit_sink.clone(),
             clock: Arc::clone(deps.credentials.clock()),
+            uncharged: cfg.uncharged(),
         });
         Gateway {
             recorder,

@@ -71,6 +71,10 @@ pub struct Config {
     /// When a downstream's circuit opens and how long it stays open; already validated.
     /// Default is [`CircuitConfig::default`]: 5 calls, ratio 1.0, 30 s window, 30 s break.
     pub circuit_breaker: CircuitConfig,
+    /// Benchmarks only: how tool calls are charged; set by `serve --bench-charging`, never by
+    /// a key.
+    #[cfg(feature = "bench")]
+    pub bench_charging: crate::bench::Charging,
 }
 
 /// The MCP endpoint's origin policy and error statuses.
@@ -424,6 +428,8 @@ impl Config {
                 )? as usize,
             },
             circuit_breaker: read.circuit_breaker()?,
+            #[cfg(feature = "bench")]
+            bench_charging: crate::bench::Charging::default(),
         })
     }
 }

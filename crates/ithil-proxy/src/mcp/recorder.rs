@@ -74,6 +74,9 @@ pub(crate) struct Recorder {
     pub privacy: Arc<PrivacyFilter>,
     pub sink: Option<AuditSink>,
     pub clock: Arc<dyn Clock>,
+    /// Benchmarks only: commit nothing, answer every charge as fitting (see
+    /// `GatewayConfig::uncharged`).
+    pub uncharged: bool,
 }
 
 /// Where the writer's transaction leaves the stored record for the sink.
@@ -87,6 +90,9 @@ impl Recorder {
         request_id: &str,
         note: Note,
     ) -> Result<(), BudgetError> {
+        if self.uncharged {
+            return Ok(());
+        }
         let rec = self.new_record(agent_id, request_id, note);
         let audit = Arc::clone(&self.audit);
         let slot = Slot::default();
@@ -120,6 +126,9 @@ impl Recorder {
         (day, tokens, limit): (Date, u64, u64),
         check: Option<ChargeCheck>,
     ) -> Result<ChargeOutcome, ChargeFailed> {
+        if self.uncharged {
+            return Ok(ChargeOutcome::Charged { used: tokens });
+        }
         let rec = self.new_record(agent_id, request_id, note);
         let audit = Arc::clone(&self.audit);
         let slot = Slot::default();
@@ -297,6 +306,7 @@ mod tests {
             privacy: Arc::new(PrivacyFilter::new(&[]).unwrap()),
             sink: None,
             clock: Arc::new(ManualClock::new(datetime!(2026-05-06 12:00 UTC))),
+            uncharged: false,
         };
         (recorder, budget, dir)
     }
@@ -360,6 +370,26 @@ mod tests {
             .unwrap();
         assert!(matches!(outcome, ChargeOutcome::OverLimit { .. }));
         assert_eq!(records(&recorder)[0].outcome, "withheld_over_budget");
+    }
+
+    #[tokio::test]
+    async fn an_uncharged_recorder_writes_neither_charges_nor_records() {
+        let (mut recorder, budget, _dir) = recorder();
+        recorder.uncharged = true;
+        let day = time::macros::date!(2026 - 05 - 06);
+        let note = Note::new(Action::ToolsCall.as_str(), Outcome::Ok);
+
+        // Over the limit, and still answered as fitting: the benchmark's agent never runs out.
+        let outcome = recorder
+            .charge("agt_1", "r1", note.clone(), (day, 200, 100), None)
+            .await
+            .unwrap();
+        assert_eq!(outcome, ChargeOutcome::Charged { used: 200 });
+        recorder.record("agt_1", "r2", note).await.unwrap();
+
+        assert_eq!(budget.used("agt_1", day), 0);
+        assert!(records(&recorder).is_empty());
+        assert_eq!(budget.commit_count(), 0);
     }
 
     #[tokio::test]

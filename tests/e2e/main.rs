@@ -8,3 +8,4 @@ mod guides;
 mod hostile;
 mod management;
 mod mcp_clients;
+mod metrics;

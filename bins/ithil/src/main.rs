@@ -6,6 +6,7 @@ mod bench;
 mod catalog;
 mod cli;
 mod config;
+mod metrics;
 mod peer;
 mod routes;
 mod server;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use ithil_proxy::privacy::{CustomRule, PrivacyError, PrivacyFilter};
 
-use crate::config::{Config, ConfigError, Environment, Flags};
+use crate::config::{Config, ConfigError, Environment, Flags, LogFormat};
 
 /// Ithil: a governance gateway that lets AI agents use an existing HTTP API safely.
 #[derive(Debug, Parser)]
@@ -93,6 +94,10 @@ struct ServeArgs {
     #[arg(long, value_name = "NAME=URL")]
     downstream_url: Vec<String>,
 
+    /// The format of the log lines on stderr: `text` or `json` [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+
     /// Benchmarks only: how tool calls are charged.
     #[cfg(feature = "bench")]
     #[arg(long, value_enum, default_value_t, hide = true)]
@@ -108,6 +113,7 @@ impl ServeArgs {
             dev: self.dev,
             catalog: self.catalog,
             downstream_urls: self.downstream_url,
+            log_format: self.log_format,
         }
     }
 }
@@ -143,7 +149,6 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
 
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +176,11 @@ impl Failure {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let env = Environment::from_process();
+    // `serve` logs in the format its configuration names, once it is read; every other command
+    // in the default one.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging(LogFormat::default());
+    }
     match cli.command {
         Command::Serve(args) => {
             #[cfg(feature = "bench")]
@@ -181,6 +191,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 bench_charging: charging,
                 ..config
             };
+            init_logging(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -285,14 +296,23 @@ fn check_config(flags: &Flags, env: &Environment) -> Result<(), Failure> {
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`); stdout carries the audit trail.
-fn init_logging() {
+///
+/// In JSON each line is one object: `timestamp`, `level`, `target`, `fields` (with `message`),
+/// `span` (the innermost span's fields) and `spans` (every enclosing span, outermost first).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// An error and its causes on one line: `cannot open store data/ithil.redb: ...`.

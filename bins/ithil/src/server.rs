@@ -353,23 +353,26 @@ async fn handle(
     let deadline = tokio::time::Instant::now() + body_timeout;
     let request = request.map(|body| TimedBody::new(body, deadline, Arc::clone(&expired)));
 
-    let response = routes::route(state, request, peer).await;
-    if !expired.load(Ordering::Acquire) {
-        return response;
-    }
+    routes::route_then(state, request, peer, |response| {
+        if !expired.load(Ordering::Acquire) {
+            return response;
+        }
 
-    // The handler saw a body that broke off; the truth is that it stopped arriving.
-    debug!(peer = %peer, "request body did not arrive in time");
-    let mut error = ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "request_timeout",
-        "the request body did not arrive in time",
-    );
-    if http1 {
-        // The rest of the body may still come; the connection cannot carry another request.
-        error = error.with_header(CONNECTION, HeaderValue::from_static("close"));
-    }
-    error.into_response()
+        // The handler saw a body that broke off; the truth is that it stopped arriving.
+        debug!(peer = %peer, "request body did not arrive in time");
+        let mut error = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        );
+        if http1 {
+            // The rest of the body may still come; the connection cannot carry another
+            // request.
+            error = error.with_header(CONNECTION, HeaderValue::from_static("close"));
+        }
+        error.into_response()
+    })
+    .await
 }
 
 /// Answers a connection over the peer's cap with 503 and closes it.

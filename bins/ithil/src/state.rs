@@ -8,7 +8,9 @@ use ithil_audit::{AuditError, AuditLog, AuditRecord};
 use ithil_budget::{Budget, BudgetConfig, BudgetError, ChargeHandle, ChargeWriter};
 use ithil_proxy::catalog::{Catalog, CatalogError};
 use ithil_proxy::circuit::{CircuitBreakers, CircuitConfigError, Transition};
-use ithil_proxy::gateway::{AuditSink, Gateway, GatewayConfig, GatewayDeps, TransitionSink};
+use ithil_proxy::gateway::{
+    AuditSink, Gateway, GatewayConfig, GatewayDeps, Observer, TransitionSink,
+};
 use ithil_proxy::privacy::{CustomRule, PrivacyError, PrivacyFilter};
 use ithil_registry::{Credentials, Registry, RegistryError};
 use ithil_token::{Clock, KeyError, KeyRing, SigningKey};
@@ -18,6 +20,7 @@ use tracing::{debug, warn};
 
 use crate::catalog::CatalogSource;
 use crate::config::{Config, Environment};
+use crate::metrics::Metrics;
 use crate::store::{self, Store, StoreError};
 use crate::throttle::FailureThrottle;
 
@@ -109,7 +112,14 @@ pub struct AppState {
     pub default_daily_limit: u64,
     /// Days audit records are kept.
     pub audit_retention_days: u32,
+    /// The counters and histograms of `GET /metrics`.
+    pub metrics: Arc<Metrics>,
     random: SystemRandom,
+}
+
+tokio::task_local! {
+    /// The id of the HTTP request the current task answers; see [`AppState::in_request`].
+    static REQUEST_ID: String;
 }
 
 /// What is built from the configuration alone: checked before the store is opened, so that a
@@ -232,6 +242,8 @@ impl AppState {
         let budget = Budget::open_with(Arc::clone(store.database()), budget_config)
             .map_err(StateError::Budget)?;
         let (charges, writer) = budget.writer();
+        let metrics = Arc::new(Metrics::new());
+        let writer = writer.on_commit(metrics.commit_observer());
         let audit = AuditLog::open(Arc::clone(store.database())).map_err(StateError::Audit)?;
         let circuits = CircuitBreakers::new(config.circuit_breaker, Arc::clone(&clock))
             .map_err(StateError::Circuit)?;
@@ -267,6 +279,7 @@ impl AppState {
                 default_daily_limit: config.default_daily_token_limit,
                 circuits: Arc::new(circuits),
                 on_circuit_transition: Some(log_transition()),
+                observer: Some(Arc::clone(&metrics) as Arc<dyn Observer>),
             },
         );
 
@@ -294,22 +307,38 @@ impl AppState {
             audit_sink,
             default_daily_limit: config.default_daily_token_limit,
             audit_retention_days: config.audit_retention_days,
+            metrics,
             random: SystemRandom::new(),
         };
         Ok((state, writer))
     }
 
-    /// A fresh request id for records of management actions: `req_` and 16 hex digits.
+    /// The request id for records of management actions: the id of the HTTP request being
+    /// answered (see [`AppState::in_request`]), or a fresh one outside a request.
     pub fn request_id(&self) -> String {
+        REQUEST_ID
+            .try_with(String::clone)
+            .unwrap_or_else(|_| self.new_request_id("req_"))
+    }
+
+    /// A fresh request id: `prefix` and 16 hex digits. The server gives `/mcp` requests ids
+    /// without a prefix, as the gateway makes its own, and every other request `req_` ones.
+    pub fn new_request_id(&self, prefix: &str) -> String {
         let mut bytes = [0u8; 8];
         // Request ids only correlate log lines and records; a failing random source leaves
         // zeros rather than failing the request.
         let _ = self.random.fill(&mut bytes);
-        let mut id = String::from("req_");
+        let mut id = String::from(prefix);
         for b in bytes {
             id.push_str(&format!("{b:02x}"));
         }
         id
+    }
+
+    /// Runs `answer` as the answer to the HTTP request `request_id`: records of management
+    /// actions made inside it carry that id (see [`AppState::request_id`]).
+    pub async fn in_request<F: Future>(request_id: String, answer: F) -> F::Output {
+        REQUEST_ID.scope(request_id, answer).await
     }
 }
 
@@ -434,6 +463,33 @@ mod tests {
         assert!(state.store.path().starts_with(&data));
         assert!(state.store.path().exists());
         assert!(state.gateway.circuits().snapshot().is_empty());
+    }
+
+    #[tokio::test]
+    async fn records_made_inside_a_request_carry_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment::default();
+        let flags = crate::config::Flags {
+            data: Some(dir.path().join("data")),
+            ..crate::config::Flags::default()
+        };
+        let config = Config::load(&flags, &env).unwrap();
+        let (state, _writer) =
+            AppState::open(&config, Arc::new(ithil_token::SystemClock), &env).unwrap();
+
+        let inside = AppState::in_request("req_00000000000000ab".to_owned(), async {
+            (state.request_id(), state.request_id())
+        })
+        .await;
+        assert_eq!(inside.0, "req_00000000000000ab");
+        assert_eq!(inside.1, "req_00000000000000ab");
+
+        let outside = (state.request_id(), state.request_id());
+        assert_ne!(outside.0, outside.1);
+        for id in [&outside.0, &outside.1] {
+            assert!(id.starts_with("req_") && id.len() == 20, "{id}");
+        }
+        assert_eq!(state.new_request_id("").len(), 16);
     }
 
     #[test]

@@ -49,7 +49,9 @@ pub use budget::{
 };
 pub use counter::{Encoding, TokenCounter, Truncated, UnknownEncoding};
 pub use error::{BudgetError, Result};
-pub use writer::{Charge, ChargeHandle, ChargeOutcome, ChargeWriter, Declined, ExtraWork};
+pub use writer::{
+    Charge, ChargeHandle, ChargeOutcome, ChargeWriter, CommitObserver, Declined, ExtraWork,
+};
 
 mod budget;
 mod counter;

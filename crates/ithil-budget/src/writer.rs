@@ -7,6 +7,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use time::Date;
@@ -58,6 +59,11 @@ impl From<Declined> for redb::Error {
         redb::Error::Io(std::io::Error::other(declined))
     }
 }
+
+/// Called with the duration of every durable commit the writer makes, on the writer's thread,
+/// after the commit returned and before any request of its group is answered; see
+/// [`ChargeWriter::on_commit`]. It should be quick (a metrics histogram, say).
+pub type CommitObserver = Box<dyn Fn(Duration) + Send>;
 
 /// A request to charge tokens to an agent's day.
 pub struct Charge {
@@ -160,6 +166,7 @@ pub struct ChargeHandle {
 pub struct ChargeWriter {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Request>,
+    on_commit: Option<CommitObserver>,
 }
 
 impl fmt::Debug for ChargeHandle {
@@ -174,6 +181,7 @@ impl fmt::Debug for ChargeWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChargeWriter")
             .field("queued", &self.rx.len())
+            .field("on_commit", &self.on_commit.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -209,7 +217,12 @@ struct Request {
 /// A connected handle and writer for `shared`.
 pub(crate) fn pair(shared: Arc<Shared>) -> (ChargeHandle, ChargeWriter) {
     let (tx, rx) = mpsc::channel(shared.config.queue_capacity.max(1));
-    (ChargeHandle { tx }, ChargeWriter { shared, rx })
+    let writer = ChargeWriter {
+        shared,
+        rx,
+        on_commit: None,
+    };
+    (ChargeHandle { tx }, writer)
 }
 
 impl ChargeHandle {
@@ -340,6 +353,18 @@ enum Attempt {
 }
 
 impl ChargeWriter {
+    /// Reports the duration of every durable commit to `observer`: the time
+    /// `WriteTransaction::commit` took with `Durability::Immediate`, one call per commit (so as
+    /// many calls as [`Budget::commit_count`](crate::Budget::commit_count) counts). An aborted
+    /// or failed transaction is not reported.
+    #[must_use]
+    pub fn on_commit(self, observer: CommitObserver) -> ChargeWriter {
+        ChargeWriter {
+            on_commit: Some(observer),
+            ..self
+        }
+    }
+
     /// Applies requests until every [`ChargeHandle`] has been dropped.
     ///
     /// This blocks its thread: run it on a thread of its own or with
@@ -491,10 +516,17 @@ impl ChargeWriter {
                 let committed = txn
                     .set_durability(Durability::Immediate)
                     .map_err(BudgetError::storage)
-                    .and_then(|()| txn.commit().map_err(BudgetError::storage));
+                    .and_then(|()| {
+                        let started = Instant::now();
+                        txn.commit().map_err(BudgetError::storage)?;
+                        Ok(started.elapsed())
+                    });
                 match committed {
-                    Ok(()) => {
+                    Ok(took) => {
                         shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+                        if let Some(observer) = &self.on_commit {
+                            observer(took);
+                        }
                         Attempt::Committed(applied)
                     }
                     Err(e) => Attempt::Failed(e),

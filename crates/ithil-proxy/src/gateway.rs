@@ -156,6 +156,37 @@ type Early = Box<Response<Full<Bytes>>>;
 /// Receives every change of a circuit's state (the server logs them at warn).
 pub type TransitionSink = Arc<dyn Fn(&Transition) + Send + Sync>;
 
+/// Hears what the gateway does, for the server's metrics; see [`GatewayDeps::observer`].
+///
+/// Both methods run on the runtime's tasks, so they should be quick (a counter, a histogram).
+pub trait Observer: Send + Sync {
+    /// A tool call ended and its audit record is committed (refusals, cancellations and calls
+    /// dropped by their client included; a call whose record could not be committed is not
+    /// reported).
+    ///
+    /// `tool` is the tool's name when the call named a tool of the catalog it ran with, and
+    /// `None` for any other name or no name, so that labels made from it are no more than the
+    /// catalog's tools however many names agents send. `outcome` is the record's outcome, and
+    /// `tokens` what the call was charged (zero for every call that was not charged).
+    fn tool_call(&self, tool: Option<&str>, outcome: Outcome, tokens: u64);
+
+    /// A request to the downstream named `downstream` ended after `elapsed`: answered, with
+    /// any status, or failed on the downstream's side (unreachable, timed out, broken off or
+    /// over the size cap). A request the gateway failed to send, or a call cancelled while it
+    /// waited, is not reported.
+    fn downstream_request(&self, downstream: &str, elapsed: std::time::Duration);
+}
+
+/// The id a server gave an HTTP request, put in the request's extensions for
+/// [`Gateway::authenticate`] and [`Gateway::handle_mcp_authenticated`]: the audit record of a
+/// request that is one message (or none) then carries it as its `requestId`, and the server's
+/// log span of the request can carry the same id. Each message of a JSON-RPC batch gets a
+/// fresh id of its own. Without it every record gets a fresh id. A tool call sends the id to
+/// its downstream as `X-Request-Id`, so it must be a valid header value; the gateway's own ids
+/// are 16 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
 /// What the gateway is built from: the stores and services it shares with the server.
 #[derive(Clone)]
 pub struct GatewayDeps {
@@ -184,6 +215,9 @@ pub struct GatewayDeps {
     pub circuits: Arc<CircuitBreakers>,
     /// Called with every change of a circuit's state; `None` leaves them to the debug log.
     pub on_circuit_transition: Option<TransitionSink>,
+    /// Hears every finished tool call and downstream request, for metrics; `None` reports them
+    /// nowhere.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl std::fmt::Debug for GatewayDeps {
@@ -278,6 +312,7 @@ impl Gateway {
             sink: deps.audit_sink.clone(),
             clock: Arc::clone(deps.credentials.clock()),
             uncharged: cfg.uncharged(),
+            observer: deps.observer.clone(),
         });
         Gateway {
             recorder,
@@ -363,7 +398,7 @@ impl Gateway {
                 .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
             return Err(resp);
         }
-        self.verify(&head.headers, peer).await.map_err(|resp| *resp)
+        self.verify(head, peer).await.map_err(|resp| *resp)
     }
 
     /// Handles a request whose head [`Gateway::authenticate`] accepted, with `principal` as it
@@ -382,7 +417,7 @@ impl Gateway {
             let agent_id = principal.agent.agent_id.as_str();
             tracing::debug!(%peer, agent.id = agent_id, "mcp request refused: agent gone or inactive");
             let note = Note::new("mcp", Outcome::Unauthenticated);
-            let request_id = self.trace_id();
+            let request_id = self.request_id(&parts.extensions);
             // An audit failure must not turn a 401 into something else.
             let _ = self.record(agent_id, &request_id, note).await;
             return unauthorized();
@@ -417,8 +452,8 @@ impl Gateway {
     }
 
     /// Verifies the bearer token; the reason of a refusal goes to the debug log only.
-    async fn verify(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<AgentPrincipal, Early> {
-        let token = bearer_token(headers);
+    async fn verify(&self, head: &Parts, peer: SocketAddr) -> Result<AgentPrincipal, Early> {
+        let token = bearer_token(&head.headers);
         let result = match token {
             Some(t) => self.deps.credentials.verify_agent(t, &self.deps.registry),
             None => Err(AuthError::Missing),
@@ -432,7 +467,7 @@ impl Gateway {
                 if matches!(err, AuthError::UnknownAgent | AuthError::InactiveAgent)
                     && let Some(agent_id) = token.and_then(verified_subject)
                 {
-                    let request_id = self.trace_id();
+                    let request_id = self.request_id(&head.extensions);
                     let note = Note::new("mcp", Outcome::Unauthenticated);
                     // An audit failure must not turn a 401 into something else.
                     let _ = self.record(&agent_id, &request_id, note).await;
@@ -457,7 +492,7 @@ impl Gateway {
                 "Unsupported Media Type: expected application/json",
             );
             return self
-                .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                .refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                 .await;
         }
         let Some(format) = response_format(&parts.headers) else {
@@ -466,7 +501,7 @@ impl Gateway {
                 "Not Acceptable: accept application/json or text/event-stream",
             );
             return self
-                .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                .refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                 .await;
         };
 
@@ -477,14 +512,15 @@ impl Gateway {
                 let reply = Reply::error(None, err.to_error_object());
                 let resp = reply_response(StatusCode::BAD_REQUEST, format, &reply);
                 return self
-                    .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                    .refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                     .await;
             }
         };
 
         match payload {
             Payload::Single(Ok(Message::Request(req))) if req.method == "initialize" => {
-                self.initialize(principal, req.id, req.params.as_ref(), format)
+                let request_id = self.request_id(&parts.extensions);
+                self.initialize(principal, &request_id, req.id, req.params.as_ref(), format)
                     .await
             }
             Payload::Single(Ok(Message::Request(req))) if req.method == "server/discover" => {
@@ -494,20 +530,20 @@ impl Gateway {
                 let err = ErrorObject::new(METHOD_NOT_FOUND, "Method not found: server/discover");
                 let reply = Reply::error(Some(req.id), err);
                 let resp = reply_response(StatusCode::BAD_REQUEST, format, &reply);
-                self.refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                self.refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                     .await
             }
             Payload::Single(Err(invalid)) => {
                 let reply = Reply::error(invalid.id, invalid.error);
                 let resp = reply_response(StatusCode::BAD_REQUEST, format, &reply);
-                self.refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                self.refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                     .await
             }
             Payload::Single(Ok(message)) => {
                 let (session, version) = match self.session(&parts.headers, agent_id, peer) {
                     Ok(s) => s,
                     Err((outcome, resp)) => {
-                        return self.refuse_http(agent_id, outcome, *resp).await;
+                        return self.refuse_http(parts, agent_id, outcome, *resp).await;
                     }
                 };
                 let ctx = Ctx {
@@ -516,7 +552,8 @@ impl Gateway {
                     peer,
                     session: &session.id,
                 };
-                let handled = self.dispatch(&ctx, message).await;
+                let request_id = self.request_id(&parts.extensions);
+                let handled = self.dispatch(&ctx, message, request_id).await;
                 match handled.reply {
                     // A notification whose record could not be committed is not accepted.
                     None if handled.class == Class::Internal => {
@@ -530,7 +567,7 @@ impl Gateway {
                 let (session, version) = match self.session(&parts.headers, agent_id, peer) {
                     Ok(s) => s,
                     Err((outcome, resp)) => {
-                        return self.refuse_http(agent_id, outcome, *resp).await;
+                        return self.refuse_http(parts, agent_id, outcome, *resp).await;
                     }
                 };
                 let refusal = if !session.version.allows_batches() {
@@ -549,7 +586,7 @@ impl Gateway {
                 if let Some(message) = refusal {
                     let resp = transport_error(StatusCode::BAD_REQUEST, &message);
                     return self
-                        .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                        .refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                         .await;
                 }
                 let ctx = Ctx {
@@ -585,11 +622,12 @@ impl Gateway {
     /// Records the refusal of an authenticated request at the HTTP level, then answers `resp`.
     async fn refuse_http(
         &self,
+        parts: &Parts,
         agent_id: &str,
         outcome: Outcome,
         resp: Response<Full<Bytes>>,
     ) -> Response<Full<Bytes>> {
-        let request_id = self.trace_id();
+        let request_id = self.request_id(&parts.extensions);
         match self
             .record(agent_id, &request_id, Note::new("mcp", outcome))
             .await
@@ -652,7 +690,7 @@ impl Gateway {
                         ),
                     ))
                 }
-                Ok(message) => self.dispatch(&ctx, message).await.reply,
+                Ok(message) => self.dispatch(&ctx, message, self.trace_id()).await.reply,
                 Err(invalid) => {
                     let request_id = self.trace_id();
                     let note = Note::new("mcp", Outcome::InvalidRequest);
@@ -702,12 +740,12 @@ impl Gateway {
     async fn initialize(
         &self,
         principal: &AgentPrincipal,
+        request_id: &str,
         id: Id,
         params: Option<&Value>,
         format: ResponseFormat,
     ) -> Response<Full<Bytes>> {
         let agent_id = principal.agent.agent_id.as_str();
-        let request_id = self.trace_id();
         let requested = params
             .and_then(|p| p.get("protocolVersion"))
             .and_then(Value::as_str);
@@ -718,7 +756,7 @@ impl Gateway {
             Err(err) => {
                 tracing::debug!(agent.id = agent_id, error = %err, "session could not be created");
                 let note = Note::new(Action::Initialize.as_str(), Outcome::InternalError);
-                if let Err(resp) = self.record(agent_id, &request_id, note).await {
+                if let Err(resp) = self.record(agent_id, request_id, note).await {
                     return *resp;
                 }
                 let reply =
@@ -728,7 +766,7 @@ impl Gateway {
         };
 
         let note = Note::new(Action::Initialize.as_str(), Outcome::Ok);
-        if let Err(resp) = self.record(agent_id, &request_id, note).await {
+        if let Err(resp) = self.record(agent_id, request_id, note).await {
             // Nothing was answered, so the session would only linger unused.
             let _ = self.sessions.end(&session_id, agent_id);
             return *resp;
@@ -770,10 +808,10 @@ impl Gateway {
                 "Bad Request: Mcp-Session-Id header is required",
             );
             return self
-                .refuse_http(agent_id, Outcome::InvalidRequest, resp)
+                .refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                 .await;
         };
-        let request_id = self.trace_id();
+        let request_id = self.request_id(&parts.extensions);
         let ended = self.sessions.end(id, agent_id);
         let outcome = if ended.is_ok() {
             Outcome::Ok
@@ -799,11 +837,23 @@ impl Gateway {
         }
     }
 
-    /// Handles one message within a session and commits its audit record, inside a debug
-    /// span that carries the trace id.
-    async fn dispatch(&self, ctx: &Ctx<'_>, message: Message) -> Handled {
+    /// Handles one message within a session and commits its audit record under `request_id`,
+    /// inside a debug span that carries it. The tool a `tools/call` names goes to the `tool`
+    /// field of the caller's span (the server's span of the HTTP request), if it has one and
+    /// the name is one of the catalog's: a name the agent made up stays out of the log's spans.
+    async fn dispatch(&self, ctx: &Ctx<'_>, message: Message, request_id: String) -> Handled {
         use tracing::Instrument as _;
-        let request_id = self.trace_id();
+        if let Message::Request(req) = &message
+            && req.method == "tools/call"
+            && let Some(name) = req
+                .params
+                .as_ref()
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+            && self.catalog().tool(name).is_some()
+        {
+            tracing::Span::current().record("tool", name);
+        }
         let span = tracing::debug_span!(
             "mcp",
             request.id = %request_id,
@@ -991,6 +1041,13 @@ impl Gateway {
 
     pub(crate) fn now(&self) -> OffsetDateTime {
         self.deps.credentials.clock().now()
+    }
+
+    /// The id the server gave the HTTP request (see [`RequestId`]), or a fresh one.
+    fn request_id(&self, extensions: &http::Extensions) -> String {
+        extensions
+            .get::<RequestId>()
+            .map_or_else(|| self.trace_id(), |id| id.0.clone())
     }
 
     /// A fresh trace id: 64 random bits as 16 hex digits. It is the audit record's

@@ -38,6 +38,8 @@ pub const SERVER_MAX_CONNECTIONS_PER_PEER: &str = "server.maxConnectionsPerPeer"
 pub const SERVER_DATA_DIR: &str = "server.dataDir";
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_TIMEOUT_SECONDS: &str = "shutdown.timeoutSeconds";
+/// The format of the log lines on stderr.
+pub const LOG_FORMAT: &str = "log.format";
 /// Development mode.
 pub const DEV: &str = "dev";
 /// Catalog files loaded at start, a list.
@@ -259,6 +261,15 @@ pub const KEYS: &[KeySpec] = &[
         default: "`25`",
         flag: None,
         meaning: "how long a graceful shutdown waits for requests in flight",
+    },
+    KeySpec {
+        key: LOG_FORMAT,
+        shape: Shape::Value,
+        kind: "`text` or `json`",
+        default: "`text`",
+        flag: Some("--log-format"),
+        meaning: "log lines on stderr: human-readable text, or one JSON object per line (the \
+                  level is set with `RUST_LOG`, default `info`); see `docs/observability.md`",
     },
     KeySpec {
         key: DEV,

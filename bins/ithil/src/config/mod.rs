@@ -58,6 +58,8 @@ pub struct Config {
     pub privacy_rules: Vec<PrivacyRule>,
     /// Whether the audit trail is kept off stdout. Default is false.
     pub audit_disable_stdout_sink: bool,
+    /// The format of the log lines on stderr. Default is [`LogFormat::Text`].
+    pub log_format: LogFormat,
     /// MCP session limits.
     pub sessions: SessionsConfig,
     /// The MCP endpoint's origin policy and error statuses.
@@ -75,6 +77,16 @@ pub struct Config {
     /// a key.
     #[cfg(feature = "bench")]
     pub bench_charging: crate::bench::Charging,
+}
+
+/// The format of the log lines on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured when stderr is a terminal. The default.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields and spans of each event.
+    Json,
 }
 
 /// The MCP endpoint's origin policy and error statuses.
@@ -389,6 +401,7 @@ impl Config {
             tool_registry,
             privacy_rules,
             audit_disable_stdout_sink: read.boolean(keys::AUDIT_DISABLE_STDOUT_SINK, false)?,
+            log_format: read.log_format()?,
             mcp: McpConfig {
                 allowed_origins: read.origins(keys::MCP_ALLOWED_ORIGINS)?,
                 allow_loopback_origins: read.boolean(keys::MCP_ALLOW_LOOPBACK_ORIGINS, true)?,
@@ -666,6 +679,18 @@ impl Reader<'_> {
         }
         indexed.sort();
         Ok(indexed.into_iter().map(|(_, origin)| origin).collect())
+    }
+
+    fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        let key = keys::LOG_FORMAT;
+        let Some((text, setting)) = self.text(key, false)? else {
+            return Ok(LogFormat::default());
+        };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(Self::invalid(key, setting, "text or json", false)),
+        }
     }
 
     fn error_status(&self) -> Result<ithil_proxy::gateway::ErrorStatus, ConfigError> {

@@ -118,6 +118,8 @@ pub struct Flags {
     pub catalog: Vec<PathBuf>,
     /// `--downstream-url NAME=URL`, repeatable.
     pub downstream_urls: Vec<String>,
+    /// `--log-format text|json`.
+    pub log_format: Option<String>,
 }
 
 /// Every setting by canonical key, with the later sources already applied over the earlier.
@@ -200,6 +202,10 @@ impl Settings {
         }
         if flags.dev {
             self.insert(keys::DEV.into(), Value::Bool(true), Origin::Flag("--dev"));
+        }
+        if let Some(format) = &flags.log_format {
+            let origin = Origin::Flag("--log-format");
+            self.insert(keys::LOG_FORMAT.into(), format.clone().into(), origin);
         }
 
         // `--catalog` adds to the configured files instead of replacing them.

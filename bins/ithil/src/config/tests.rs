@@ -592,3 +592,30 @@ fn circuit_breaker_values_out_of_range_are_refused_by_key() {
         "{message}"
     );
 }
+
+#[test]
+fn the_log_format_is_text_unless_the_file_the_environment_or_the_flag_says_json() {
+    assert_eq!(
+        load(&Flags::default(), &[]).unwrap().log_format,
+        LogFormat::Text
+    );
+    let (_dir, flags) = file(r#"{"log": {"format": "json"}}"#);
+    assert_eq!(load(&flags, &[]).unwrap().log_format, LogFormat::Json);
+    let config = load(&flags, &[("Ithil__Log__Format", "TEXT")]).unwrap();
+    assert_eq!(config.log_format, LogFormat::Text);
+    let flags = Flags {
+        log_format: Some("json".into()),
+        ..flags
+    };
+    let config = load(&flags, &[("Ithil__Log__Format", "text")]).unwrap();
+    assert_eq!(config.log_format, LogFormat::Json);
+
+    let message = error(load(&Flags::default(), &[("Ithil__Log__Format", "xml")]));
+    assert!(message.contains("log.format"), "{message}");
+    let flags = Flags {
+        log_format: Some("yaml".into()),
+        ..Flags::default()
+    };
+    let message = error(load(&flags, &[]));
+    assert!(message.contains("--log-format"), "{message}");
+}

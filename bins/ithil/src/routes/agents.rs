@@ -12,7 +12,7 @@ use ithil_registry::{
     AdminPrincipal, AgentPatch, CredentialError, NewAgent, RegistryError, is_agent_id,
 };
 use serde_json::json;
-use tracing::{error, info};
+use tracing::{debug, error};
 
 use super::auth::token_response;
 use super::body::{self, JsonObject, invalid};
@@ -122,7 +122,7 @@ where
         .registry
         .create(new, state.clock.now())
         .map_err(registry_error)?;
-    info!(agent.id = %agent.agent_id, "agent created");
+    debug!(agent.id = %agent.agent_id, "agent created");
     let arguments = json!({"agentId": agent.agent_id, "label": agent.label});
     record::action(
         state,
@@ -186,7 +186,7 @@ where
         .registry
         .update(id, patch, state.clock.now())
         .map_err(registry_error)?;
-    info!(agent.id = %agent.agent_id, active = agent.is_active, "agent updated");
+    debug!(agent.id = %agent.agent_id, active = agent.is_active, "agent updated");
     let arguments =
         json!({"agentId": agent.agent_id, "fields": changed, "isActive": agent.is_active});
     record::action(
@@ -210,7 +210,7 @@ pub async fn delete(
         return Err(not_found(id));
     }
     state.registry.delete(id).map_err(registry_error)?;
-    info!(agent.id = %id, "agent deleted");
+    debug!(agent.id = %id, "agent deleted");
     let arguments = json!({"agentId": id});
     record::action(
         state,
@@ -276,7 +276,7 @@ where
             return Err(ApiError::internal());
         }
     };
-    info!(agent.id = %id, days, "agent token issued");
+    debug!(agent.id = %id, days, "agent token issued");
     let arguments = json!({"agentId": id, "jti": issued.jti, "expiresInDays": days});
     record::action(
         state,

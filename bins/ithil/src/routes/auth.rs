@@ -51,6 +51,8 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<AdminPrinc
     let token = bearer(headers)?;
     match state.credentials.verify_admin(token) {
         Ok(principal) => {
+            // Management records name the admin as their agent.
+            tracing::Span::current().record("agent.id", ithil_audit::ADMIN_AGENT_ID);
             debug!(admin.jti = %principal.jti, "admin token accepted");
             Ok(principal)
         }

@@ -6,7 +6,7 @@ use ithil_audit::{ADMIN_AGENT_ID, Action, NewRecord, Outcome};
 use ithil_budget::{MAX_HISTORY_DAYS, utc_day};
 use ithil_registry::{AdminPrincipal, Agent, AgentPatch};
 use serde_json::{Value, json};
-use tracing::{error, info};
+use tracing::{debug, error};
 
 use super::agents::{not_found, registry_error};
 use super::body::{self, JsonObject};
@@ -66,7 +66,7 @@ where
         .registry
         .update(id, patch, state.clock.now())
         .map_err(registry_error)?;
-    info!(agent.id = %id, budget = ?budget, "daily token budget set");
+    debug!(agent.id = %id, budget = ?budget, "daily token budget set");
     let arguments = json!({"agentId": id, "dailyTokenBudget": budget});
     record::action(
         state,
@@ -109,7 +109,7 @@ pub async fn reset(
         ApiError::internal()
     })?;
     record::publish(state, &slot);
-    info!(agent.id = %id, "budget reset");
+    debug!(agent.id = %id, "budget reset");
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use http::header::{HOST, ORIGIN};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use ithil_registry::{CredentialError, NewAgent};
-use tracing::{error, info};
+use tracing::{debug, error};
 
 use super::auth::token_response;
 use super::error::{ApiError, Body};
@@ -119,7 +119,7 @@ pub async fn admin_token(state: &AppState) -> Result<Response<Body>, ApiError> {
             error!(error = %e, "development admin token could not be issued");
             ApiError::internal()
         })?;
-    info!("development admin token issued");
+    debug!("development admin token issued");
     record::admin_token_issued(state, &issued, "dev").await;
     Ok(token_response(&issued))
 }
@@ -148,7 +148,7 @@ pub async fn agent_token(state: &AppState) -> Result<Response<Body>, ApiError> {
                 error!(error = %e, "development agent id could not be stored");
                 ApiError::internal()
             })?;
-            info!(agent.id = %agent.agent_id, "development agent created");
+            debug!(agent.id = %agent.agent_id, "development agent created");
             std::sync::Arc::new(agent)
         }
     };
@@ -167,7 +167,7 @@ pub async fn agent_token(state: &AppState) -> Result<Response<Body>, ApiError> {
                 ApiError::internal()
             }
         })?;
-    info!(agent.id = %agent.agent_id, "development agent token issued");
+    debug!(agent.id = %agent.agent_id, "development agent token issued");
     Ok(token_response(&issued))
 }
 

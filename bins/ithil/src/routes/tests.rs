@@ -1390,3 +1390,238 @@ async fn the_audit_trail_is_queried_paged_and_exported() {
     let answer = f.call("GET", "/management/audit", None, None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 }
+
+impl Fixture {
+    /// `GET /metrics` with an admin token, as text.
+    async fn scrape(&self) -> String {
+        let answer = self
+            .call("GET", "/metrics", Some(&self.admin()), None)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        String::from_utf8(answer.body.to_vec()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn metrics_need_an_admin_token() {
+    let f = with_key();
+    let agent = f.create(&f.admin(), r#"{"label": "a"}"#).await;
+    let stored = f
+        .state
+        .registry
+        .get(agent["agentId"].as_str().unwrap())
+        .unwrap();
+    let agent_token = f
+        .state
+        .credentials
+        .issue_agent(&stored, Duration::days(1))
+        .unwrap()
+        .token;
+
+    let answer = f.call("GET", "/metrics", None, None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(answer.code(), "unauthorized");
+
+    let answer = f.call("GET", "/metrics", Some("not.a.token"), None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    let answer = f.call("GET", "/metrics", Some(&agent_token), None).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.code(), "forbidden");
+
+    let admin = f.admin();
+    let answer = f.call("POST", "/metrics", Some(&admin), None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let answer = f.call("GET", "/metrics", Some(&admin), None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    let text = String::from_utf8(answer.body.to_vec()).unwrap();
+    // The refusals above were counted under the route's template.
+    assert!(
+        text.contains(
+            "ithil_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"401\"} 2\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ithil_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"403\"} 1\n"
+        ),
+        "{text}"
+    );
+    // Labelled metrics show once they have a series; these have one from the start.
+    for name in [
+        "# TYPE ithil_http_requests_total counter",
+        "# TYPE ithil_tokens_charged_total counter",
+        "# TYPE ithil_store_commit_duration_seconds histogram",
+        "# TYPE ithil_mcp_sessions_open gauge",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    // Creating the agent above committed its audit record durably.
+    assert!(
+        !text.contains("ithil_store_commit_duration_seconds_count 0\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn requests_are_counted_under_their_route_template_never_their_path() {
+    let f = with_key();
+    let admin = f.admin();
+    let answer = f
+        .call("GET", "/management/agents/agt_x", Some(&admin), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = f
+        .call("GET", "/management/agents/agt_x/budget", Some(&admin), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = f.call("GET", "/no/such/path/zzz", None, None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = f.call("BREW", "/health/live", None, None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let text = f.scrape().await;
+    assert!(
+        text.contains(
+            "ithil_http_requests_total{method=\"GET\",\
+             route=\"/management/agents/{agentId}\",status=\"404\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ithil_http_requests_total{method=\"GET\",\
+             route=\"/management/agents/{agentId}/budget\",status=\"404\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ithil_http_requests_total{method=\"GET\",route=\"other\",status=\"404\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ithil_http_requests_total{method=\"other\",route=\"/health/live\",status=\"405\"} 1\n"
+        ),
+        "{text}"
+    );
+    for raw in ["agt_x", "zzz", "BREW"] {
+        assert!(!text.contains(raw), "{raw} reached a label:\n{text}");
+    }
+}
+
+#[test]
+fn every_route_has_a_template_and_nothing_else_does() {
+    use super::{OTHER_ROUTE, template};
+    for (path, expected) in [
+        ("/health/live", "/health/live"),
+        ("/health/ready", "/health/ready"),
+        ("/auth/admin/token", "/auth/admin/token"),
+        ("/dev/admin-token", "/dev/admin-token"),
+        ("/dev/token", "/dev/token"),
+        ("/management/agents", "/management/agents"),
+        ("/management/agents/agt_1", "/management/agents/{agentId}"),
+        (
+            "/management/agents/a/token",
+            "/management/agents/{agentId}/token",
+        ),
+        (
+            "/management/agents/a/budget",
+            "/management/agents/{agentId}/budget",
+        ),
+        (
+            "/management/agents/a/budget/history",
+            "/management/agents/{agentId}/budget/history",
+        ),
+        (
+            "/management/agents/a/audit",
+            "/management/agents/{agentId}/audit",
+        ),
+        ("/mcp", "/mcp"),
+        ("/management/audit", "/management/audit"),
+        ("/management/audit/export", "/management/audit/export"),
+        ("/management/circuits", "/management/circuits"),
+        ("/management/tools", "/management/tools"),
+        ("/management/tools/reload", "/management/tools/reload"),
+        ("/metrics", "/metrics"),
+    ] {
+        assert_eq!(template(path), expected, "{path}");
+    }
+    for path in [
+        "",
+        "/",
+        "/mcp/",
+        "/metrics/x",
+        "/management/agents/a/b",
+        "/.well-known/oauth-authorization-server",
+        "*",
+    ] {
+        assert_eq!(template(path), OTHER_ROUTE, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_tool_name_outside_the_catalog_is_counted_under_one_label() {
+    let f = fixture(&[], true);
+    let dev = f.call("GET", "/dev/token", None, None).await.json();
+    let token = dev["token"].as_str().unwrap().to_owned();
+    let post = |session: Option<&str>, body: Value| {
+        let mut builder = Request::post("/mcp")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(session) = session {
+            builder = builder
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        builder
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
+    };
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "test", "version": "0"}}
+    });
+    let answer = f.send(post(None, initialize), loopback()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let session = answer.headers["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    for name in ["made-up-tool-one", "made-up-tool-two"] {
+        let call = json!({
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": name, "arguments": {}}
+        });
+        let answer = f.send(post(Some(&session), call), loopback()).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.json()["error"]["code"], -32602);
+    }
+
+    let text = f.scrape().await;
+    assert!(
+        text.contains("ithil_tool_calls_total{tool=\"(unknown)\",outcome=\"unknown_tool\"} 2\n"),
+        "{text}"
+    );
+    assert!(!text.contains("made-up-tool"), "{text}");
+    assert!(text.contains("ithil_mcp_sessions_open 1\n"), "{text}");
+    assert!(
+        text.contains(
+            "ithil_http_requests_total{method=\"POST\",route=\"/mcp\",status=\"200\"} 3\n"
+        ),
+        "{text}"
+    );
+}

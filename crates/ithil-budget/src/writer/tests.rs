@@ -822,3 +822,31 @@ fn declined_is_recognised_only_in_its_own_error() {
     ))));
     assert_eq!(Declined.to_string(), "extra work declined its request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_observer_hears_of_every_durable_commit_and_of_nothing_else() {
+    let store = Store::new();
+    let heard: Arc<std::sync::Mutex<Vec<std::time::Duration>>> = Arc::default();
+    let log = Arc::clone(&heard);
+    let (handle, writer) = store.budget.writer();
+    let writer = writer.on_commit(Box::new(move |took| log.lock().unwrap().push(took)));
+    let thread = std::thread::spawn(move || writer.run());
+
+    handle
+        .charge(charge("agt_a", DAY, 1, 10))
+        .await
+        .expect("charge");
+    handle
+        .charge(charge("agt_a", DAY, 2, 10))
+        .await
+        .expect("charge");
+    // A group whose only request declines commits nothing, so it is not reported.
+    let mut declined = charge("agt_a", DAY, 1, 10);
+    declined.extra = Some(Box::new(|_, _| Err(Declined.into())));
+    handle.charge(declined).await.expect_err("declined");
+
+    drop(handle);
+    thread.join().expect("writer thread");
+    assert_eq!(store.budget.commit_count(), 2);
+    assert_eq!(heard.lock().unwrap().len(), 2);
+}

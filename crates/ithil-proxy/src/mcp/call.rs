@@ -260,6 +260,7 @@ impl Gateway {
             let e = ErrorObject::new(INVALID_PARAMS, message);
             return Err(Stop::Refused(Outcome::UnknownTool, e, Class::Ok));
         };
+        note.known_tool = true;
         if let Some(refusal) = refusal(principal, tool) {
             let e = ErrorObject::new(FORBIDDEN, refusal.message(tool));
             return Err(Stop::Refused(refusal.outcome(), e, Class::Forbidden));
@@ -493,6 +494,7 @@ impl Gateway {
     ) -> Result<Shaped, Stop> {
         let name = tool.name.as_str();
         tracing::debug!(request.id = request_id, tool = name, downstream = %ds.name, "forwarding tool call");
+        let started = std::time::Instant::now();
         let forwarded = match self.forwarder.send(ds, request).await {
             Ok(forwarded) => forwarded,
             Err(err) => {
@@ -500,6 +502,7 @@ impl Gateway {
                 // A request the gateway could not even send says nothing about the downstream.
                 match err.origin() {
                     ErrorOrigin::Downstream => {
+                        self.observe_downstream(&ds.name, started.elapsed());
                         self.report_transition(permit.record(health_of(&err)));
                     }
                     ErrorOrigin::Gateway => drop(permit),
@@ -507,6 +510,7 @@ impl Gateway {
                 return Err(Stop::forward(&err));
             }
         };
+        self.observe_downstream(&ds.name, forwarded.latency);
         let status = forwarded.status;
         self.report_transition(permit.record(Health::from_status(status)));
         note.downstream_status = Some(status.as_u16());
@@ -571,6 +575,13 @@ impl Gateway {
         match tokio::task::spawn_blocking(work).await {
             Ok(shaped) => shaped,
             Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+
+    /// Hands the duration of a downstream request to the observer, if there is one.
+    fn observe_downstream(&self, downstream: &str, elapsed: std::time::Duration) {
+        if let Some(observer) = &self.deps.observer {
+            observer.downstream_request(downstream, elapsed);
         }
     }
 

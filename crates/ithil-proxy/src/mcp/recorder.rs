@@ -13,6 +13,7 @@ use ithil_token::Clock;
 use serde_json::Value;
 use time::Date;
 
+use crate::gateway::Observer;
 use crate::privacy::PrivacyFilter;
 
 /// Receives every audit record once it is durably committed (the stdout JSON Lines sink).
@@ -32,6 +33,9 @@ pub(crate) struct Note {
     pub action: String,
     /// The tool named, as the agent wrote it; the recorder filters and bounds it.
     pub tool: Option<String>,
+    /// Whether `tool` names a tool of the catalog the call ran with: only such names reach the
+    /// [`Observer`], whose labels must stay few.
+    pub known_tool: bool,
     pub outcome: Outcome,
     pub downstream_status: Option<u16>,
     pub latency_ms: Option<u64>,
@@ -44,6 +48,7 @@ impl Note {
         Note {
             action: action.into(),
             tool: None,
+            known_tool: false,
             outcome,
             downstream_status: None,
             latency_ms: None,
@@ -77,10 +82,19 @@ pub(crate) struct Recorder {
     /// Benchmarks only: commit nothing, answer every charge as fitting (see
     /// `GatewayConfig::uncharged`).
     pub uncharged: bool,
+    /// Hears every committed tool-call record.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 /// Where the writer's transaction leaves the stored record for the sink.
 type Slot = Arc<Mutex<Option<AuditRecord>>>;
+
+/// A tool call as the observer hears of it.
+struct ToolCall {
+    /// The tool's name, only when it is one of the catalog's.
+    tool: Option<String>,
+    outcome: Outcome,
+}
 
 impl Recorder {
     /// Commits the record of a request that charges nothing.
@@ -90,7 +104,9 @@ impl Recorder {
         request_id: &str,
         note: Note,
     ) -> Result<(), BudgetError> {
+        let call = self.tool_call(&note);
         if self.uncharged {
+            self.observe(call, None, 0);
             return Ok(());
         }
         let rec = self.new_record(agent_id, request_id, note);
@@ -107,6 +123,7 @@ impl Recorder {
             .await;
         if written.is_ok() {
             self.emit(&slot);
+            self.observe(call, None, 0);
         }
         written
     }
@@ -126,7 +143,9 @@ impl Recorder {
         (day, tokens, limit): (Date, u64, u64),
         check: Option<ChargeCheck>,
     ) -> Result<ChargeOutcome, ChargeFailed> {
+        let call = self.tool_call(&note);
         if self.uncharged {
+            self.observe(call, None, tokens);
             return Ok(ChargeOutcome::Charged { used: tokens });
         }
         let rec = self.new_record(agent_id, request_id, note);
@@ -159,10 +178,37 @@ impl Recorder {
         match self.charges.charge(charge).await {
             Ok(outcome) => {
                 self.emit(&slot);
+                match outcome {
+                    ChargeOutcome::Charged { .. } => self.observe(call, None, tokens),
+                    // Recorded as withheld, as the transaction above wrote it.
+                    _ => self.observe(call, Some(Outcome::WithheldOverBudget), 0),
+                }
                 Ok(outcome)
             }
             Err(BudgetError::ExtraWork(err)) if Declined::is(&err) => Err(ChargeFailed::Vetoed),
             Err(err) => Err(ChargeFailed::Budget(err)),
+        }
+    }
+
+    /// What the observer will hear of `note` once it is committed: `None` unless there is an
+    /// observer and the note is a tool call's.
+    fn tool_call(&self, note: &Note) -> Option<ToolCall> {
+        self.observer.as_ref()?;
+        (note.action == Action::ToolsCall.as_str()).then(|| ToolCall {
+            tool: note.tool.clone().filter(|_| note.known_tool),
+            outcome: note.outcome,
+        })
+    }
+
+    /// Reports a committed tool call, with `outcome` instead of the note's when it changed at
+    /// the commit.
+    fn observe(&self, call: Option<ToolCall>, outcome: Option<Outcome>, tokens: u64) {
+        if let (Some(observer), Some(call)) = (&self.observer, call) {
+            observer.tool_call(
+                call.tool.as_deref(),
+                outcome.unwrap_or(call.outcome),
+                tokens,
+            );
         }
     }
 
@@ -307,8 +353,70 @@ mod tests {
             sink: None,
             clock: Arc::new(ManualClock::new(datetime!(2026-05-06 12:00 UTC))),
             uncharged: false,
+            observer: None,
         };
         (recorder, budget, dir)
+    }
+
+    /// The tool calls an observer heard: (tool, outcome, tokens).
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<(Option<String>, Outcome, u64)>>);
+
+    impl Observer for Heard {
+        fn tool_call(&self, tool: Option<&str>, outcome: Outcome, tokens: u64) {
+            let call = (tool.map(str::to_owned), outcome, tokens);
+            self.0.lock().unwrap().push(call);
+        }
+
+        fn downstream_request(&self, _downstream: &str, _elapsed: std::time::Duration) {}
+    }
+
+    #[tokio::test]
+    async fn the_observer_hears_committed_tool_calls_with_only_known_tool_names() {
+        let (recorder, _budget, _dir) = recorder();
+        let heard = Arc::new(Heard::default());
+        let recorder = Recorder {
+            observer: Some(Arc::clone(&heard) as Arc<dyn Observer>),
+            ..recorder
+        };
+        let day = time::macros::date!(2026 - 05 - 06);
+        let call = |tool: &str, known: bool, outcome: Outcome| Note {
+            tool: Some(tool.to_owned()),
+            known_tool: known,
+            ..Note::new(Action::ToolsCall.as_str(), outcome)
+        };
+
+        // Charged, then withheld over the limit, then refused, then not a tool call at all.
+        let fits = call("get_order", true, Outcome::Ok);
+        recorder
+            .charge("agt_1", "r1", fits, (day, 60, 100), None)
+            .await
+            .unwrap();
+        let over = call("get_order", true, Outcome::Ok);
+        recorder
+            .charge("agt_1", "r2", over, (day, 60, 100), None)
+            .await
+            .unwrap();
+        let unknown = call("made-up-name", false, Outcome::UnknownTool);
+        recorder.record("agt_1", "r3", unknown).await.unwrap();
+        let ping = Note::new(Action::Ping.as_str(), Outcome::Ok);
+        recorder.record("agt_1", "r4", ping).await.unwrap();
+        // A vetoed charge commits nothing, so it is not heard of.
+        let vetoed = call("get_order", true, Outcome::Ok);
+        let check: ChargeCheck = Box::new(|_| false);
+        let _ = recorder
+            .charge("agt_1", "r5", vetoed, (day, 1, 100), Some(check))
+            .await;
+
+        let heard = heard.0.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            vec![
+                (Some("get_order".to_owned()), Outcome::Ok, 60),
+                (Some("get_order".to_owned()), Outcome::WithheldOverBudget, 0),
+                (None, Outcome::UnknownTool, 0),
+            ]
+        );
     }
 
     fn records(recorder: &Recorder) -> Vec<AuditRecord> {

@@ -2,6 +2,7 @@
 //! filter like everything else it keeps.
 
 use ithil_audit::AuditRecord;
+use ithil_proxy::gateway::RequestId;
 use serde_json::json;
 
 use crate::support::Harness;
@@ -82,4 +83,35 @@ async fn known_actions_and_tool_names_are_recorded_as_they_are() {
     let recorded = last(&h, &agent.agent_id);
     assert_eq!(recorded.action, "tools/call");
     assert_eq!(recorded.tool.as_deref(), Some("getPost"));
+}
+
+#[tokio::test]
+async fn a_request_id_from_the_server_names_the_record_and_the_downstream_request() {
+    let h = Harness::new().await;
+    let (agent, token) = h.open_agent();
+    let s = h.initialize(&token, "2025-11-25").await;
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "getPost", "arguments": { "id": "1" } }
+    });
+    let mut request = http::Request::post("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &s)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(bytes::Bytes::from(body.to_string()))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(RequestId("00c0ffee00c0ffee".to_owned()));
+
+    let reply = h.send(request).await;
+
+    assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+    let record = last(&h, &agent.agent_id);
+    assert_eq!(record.request_id, "00c0ffee00c0ffee");
+    assert_eq!(record.tool.as_deref(), Some("getPost"));
+    let seen = h.downstream.seen();
+    assert_eq!(seen[0].headers["x-request-id"], "00c0ffee00c0ffee");
 }

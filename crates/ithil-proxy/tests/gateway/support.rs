@@ -429,6 +429,7 @@ impl Harness {
             on_circuit_transition: Some(Arc::new(move |t: &Transition| {
                 transition_log.lock().unwrap().push(t.clone());
             })),
+            observer: None,
         };
         Harness {
             gateway: Arc::new(Gateway::new(cfg, deps)),

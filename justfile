@@ -28,3 +28,8 @@ fuzz seconds="600":
 bench-speed duration="5":
     cargo build --release -p ithil -p ithil-bench
     cargo run --release -p ithil-bench -- run --duration {{duration}}
+
+# Tool calls per second with durable charging against charging off, in one run (a gateway build with the benchmark-only `bench` feature; see docs/benchmarks.md).
+bench-charging duration="3" rounds="5":
+    cargo build --release -p ithil --features bench -p ithil-bench
+    target/release/ithil-bench run --targets ithil,ithil-per-call,ithil-uncharged --clients 16,64 --rounds {{rounds}} --duration {{duration}} --no-rate

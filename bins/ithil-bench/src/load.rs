@@ -52,6 +52,20 @@ impl Report {
         self.calls as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Adds another measurement of the same target to this one, as if it were one longer
+    /// window.
+    pub fn absorb(&mut self, other: Report) {
+        self.calls += other.calls;
+        self.all_calls += other.all_calls;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        self.connections = self.connections.max(other.connections);
+    }
+
     fn failure(&mut self, error: &BenchError) {
         self.errors += 1;
         if self.first_error.is_none() {

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum as _};
 
 use crate::client::{Endpoint, Shape};
 use crate::latency::ms;
@@ -102,6 +102,9 @@ struct RunArgs {
     /// The client counts of the closed loop.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     clients: Vec<usize>,
+    /// How many times each closed-loop cell is measured, the targets taking turns.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// The targets to measure.
     #[arg(
         long,
@@ -230,6 +233,7 @@ fn execute(cli: Cli) -> Result<(), BenchError> {
                 duration: seconds(args.duration, "--duration")?,
                 warmup: seconds(args.warmup, "--warmup")?,
                 clients: args.clients,
+                rounds: args.rounds,
                 targets: args.targets,
                 rate: args.rate,
                 no_rate: args.no_rate,
@@ -240,6 +244,9 @@ fn execute(cli: Cli) -> Result<(), BenchError> {
                 keep: args.keep,
                 threads: args.threads.unwrap_or_else(cores),
             };
+            if options.rounds == 0 {
+                return Err(BenchError::Usage("--rounds must be at least 1".into()));
+            }
             if options.clients.contains(&0) {
                 return Err(BenchError::Usage(
                     "a client count must be at least 1".into(),
@@ -251,18 +258,17 @@ fn execute(cli: Cli) -> Result<(), BenchError> {
 }
 
 fn load(args: LoadArgs) -> Result<(), BenchError> {
-    let shape = match args.target {
-        Target::Direct | Target::Nginx => Shape::Get { expect: None },
-        Target::Ithil => {
-            let token = args.token.as_deref().ok_or_else(|| {
-                BenchError::Usage("--target ithil needs --token or ITHIL_BENCH_TOKEN".into())
-            })?;
-            let arguments: serde_json::Value = serde_json::from_str(&args.arguments)
-                .ok()
-                .filter(serde_json::Value::is_object)
-                .ok_or_else(|| BenchError::Usage("--arguments must be a JSON object".into()))?;
-            Shape::mcp(token, &args.tool, &arguments, None)?
-        }
+    let shape = if args.target.is_gateway() {
+        let token = args.token.as_deref().ok_or_else(|| {
+            BenchError::Usage("--target ithil needs --token or ITHIL_BENCH_TOKEN".into())
+        })?;
+        let arguments: serde_json::Value = serde_json::from_str(&args.arguments)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .ok_or_else(|| BenchError::Usage("--arguments must be a JSON object".into()))?;
+        Shape::mcp(token, &args.tool, &arguments, None)?
+    } else {
+        Shape::Get { expect: None }
     };
     let endpoint = Arc::new(Endpoint::new(&args.url, shape)?);
     let warmup = seconds(args.warmup, "--warmup")?;
@@ -297,7 +303,7 @@ fn load(args: LoadArgs) -> Result<(), BenchError> {
     );
     if args.json {
         let value = serde_json::json!({
-            "target": format!("{:?}", args.target).to_lowercase(),
+            "target": args.target.to_possible_value().map(|v| v.get_name().to_owned()),
             "mode": if args.rate.is_some() { "open" } else { "closed" },
             "connections": report.connections,
             "calls": report.calls,

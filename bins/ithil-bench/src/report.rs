@@ -35,6 +35,14 @@ impl Cell {
         per_call(self.tool_cpu, self.report.all_calls)
     }
 
+    /// Adds another round of the same target and client count to this cell.
+    pub fn absorb(&mut self, other: Cell) {
+        let sum = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a + b);
+        self.cpu = sum(self.cpu, other.cpu);
+        self.tool_cpu = sum(self.tool_cpu, other.tool_cpu);
+        self.report.absorb(other.report);
+    }
+
     /// The latency that `q` of the calls did not exceed.
     pub fn p(&self, q: f64) -> Duration {
         self.report.latencies.clone().quantile(q)
@@ -118,13 +126,14 @@ pub fn render(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Machine: {cores} cores ({}), shared by the load tool, the stub, nginx and the gateway; \
-         load average {} before, {} after; the gateway's store on {}. Each cell: {} s warm-up, \
-         {} s measured.\n",
+        "Machine: {cores} cores ({}), shared by the load tool and every server measured; load \
+         average {} before, {} after; the gateway's store on {}. Each cell: {} round(s) of {} s \
+         warm-up and {} s measured, the targets taking turns.\n",
         cpu_model(),
         machine.load_before,
         machine.load_after,
         machine.store_fs,
+        options.rounds,
         options.warmup.as_secs_f64(),
         options.duration.as_secs_f64(),
     );
@@ -171,7 +180,7 @@ pub fn render(
             }
         }
         if both {
-            match ratio(cells, clients) {
+            match ratio(cells, clients, Target::Ithil, Target::Nginx) {
                 Some(r) => {
                     let _ = write!(row, " {r:.2} |");
                 }
@@ -212,7 +221,7 @@ pub fn render(
     if let (Some(i), Some(n), Some(share)) = (
         find(cells, 64, Target::Ithil),
         find(cells, 64, Target::Nginx),
-        ratio(cells, 64),
+        ratio(cells, 64, Target::Ithil, Target::Nginx),
     ) {
         let verdict = if share >= 0.8 {
             "met".to_owned()
@@ -250,6 +259,8 @@ pub fn render(
             ms(gap),
         );
     }
+
+    render_charging(&mut out, options, cells);
 
     // The open loop.
     if let Some(rate) = rate {
@@ -305,11 +316,67 @@ fn find(cells: &[Cell], clients: usize, target: Target) -> Option<&Cell> {
         .find(|c| c.clients == clients && c.target == target)
 }
 
-/// Ithil's throughput as a share of nginx's at `clients`.
-fn ratio(cells: &[Cell], clients: usize) -> Option<f64> {
-    let ithil = find(cells, clients, Target::Ithil)?.report.rate();
-    let nginx = find(cells, clients, Target::Nginx)?.report.rate();
-    (nginx > 0.0).then(|| ithil / nginx)
+/// The throughput of `target` as a share of that of `baseline` at `clients`.
+fn ratio(cells: &[Cell], clients: usize, target: Target, baseline: Target) -> Option<f64> {
+    let target = find(cells, clients, target)?.report.rate();
+    let baseline = find(cells, clients, baseline)?.report.rate();
+    (baseline > 0.0).then(|| target / baseline)
+}
+
+/// The cost of durable charging: each charging gateway's throughput as a share of the
+/// uncharged gateway's, per client count, and the goal at 64 clients.
+fn render_charging(out: &mut String, options: &RunOptions, cells: &[Cell]) {
+    let charged: Vec<Target> = [Target::Ithil, Target::IthilPerCall]
+        .into_iter()
+        .filter(|&t| cells.iter().any(|c| c.target == t && c.clients > 0))
+        .collect();
+    if charged.is_empty() || !cells.iter().any(|c| c.target == Target::IthilUncharged) {
+        return;
+    }
+    let _ = write!(
+        out,
+        "\nDurable charging against charging off: throughput of the gateway that commits every \
+         charge and its audit record before answering, as a share of the same gateway's with \
+         charging switched off (`{}`), in the same run:\n\n| clients |",
+        Target::IthilUncharged.label()
+    );
+    for target in &charged {
+        let _ = write!(out, " {} / uncharged |", target.label());
+    }
+    let _ = writeln!(out, "\n|---|{}", "---|".repeat(charged.len()));
+    for &clients in &options.clients {
+        let _ = write!(out, "| {clients} |");
+        for &target in &charged {
+            match ratio(cells, clients, target, Target::IthilUncharged) {
+                Some(r) => {
+                    let _ = write!(out, " {r:.2} |");
+                }
+                None => out.push_str(" |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    let Some(off) = find(cells, 64, Target::IthilUncharged) else {
+        return;
+    };
+    for &target in &charged {
+        let (Some(on), Some(share)) = (
+            find(cells, 64, target),
+            ratio(cells, 64, target, Target::IthilUncharged),
+        ) else {
+            continue;
+        };
+        let verdict = if share >= 0.8 { "met" } else { "missed" };
+        let _ = writeln!(
+            out,
+            "- Charging at 64 clients, {}: {:.0} calls/s against {:.0} calls/s uncharged, ratio \
+             {share:.2} (goal at least 0.80): {verdict}.",
+            target.label(),
+            on.report.rate(),
+            off.report.rate(),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +408,7 @@ mod tests {
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
             clients: vec![16, 64],
+            rounds: 1,
             targets: vec![Target::Direct, Target::Nginx, Target::Ithil],
             rate: None,
             no_rate: true,
@@ -350,6 +418,14 @@ mod tests {
             dir: PathBuf::from("/tmp"),
             keep: false,
             threads: 1,
+        }
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            load_before: "1 1 1".into(),
+            load_after: "2 2 2".into(),
+            store_fs: "ext4 (/dev/test)".into(),
         }
     }
 
@@ -363,12 +439,14 @@ mod tests {
             cell(64, Target::Nginx, 1000, 1),
             cell(64, Target::Ithil, 500, 2),
         ];
-        let machine = Machine {
-            load_before: "1 1 1".into(),
-            load_after: "2 2 2".into(),
-            store_fs: "ext4 (/dev/test)".into(),
-        };
-        let text = render(&options(), &machine, &cells, None, &[], &Memory::default());
+        let text = render(
+            &options(),
+            &machine(),
+            &cells,
+            None,
+            &[],
+            &Memory::default(),
+        );
 
         assert!(
             text.contains(
@@ -393,5 +471,54 @@ mod tests {
         );
         assert!(text.contains("ext4 (/dev/test)"), "{text}");
         assert!(!text.contains("Fixed rate"), "{text}");
+        assert!(!text.contains("Durable charging"), "{text}");
+    }
+
+    #[test]
+    fn rounds_of_a_cell_add_up_to_one_longer_measurement() {
+        let mut sum = cell(64, Target::Ithil, 1000, 2);
+        sum.absorb(cell(64, Target::Ithil, 500, 4));
+        assert_eq!(sum.report.calls, 1500);
+        assert_eq!(sum.report.elapsed, Duration::from_secs(2));
+        assert!((sum.report.rate() - 750.0).abs() < 1e-9);
+        assert_eq!(sum.cpu, Some(Duration::from_millis(200)));
+        assert_eq!(sum.p(1.0), Duration::from_millis(4));
+    }
+
+    #[test]
+    fn the_report_compares_durable_charging_with_charging_off() {
+        let cells = vec![
+            cell(16, Target::Ithil, 900, 2),
+            cell(16, Target::IthilPerCall, 300, 5),
+            cell(16, Target::IthilUncharged, 1000, 2),
+            cell(64, Target::Ithil, 850, 8),
+            cell(64, Target::IthilPerCall, 200, 30),
+            cell(64, Target::IthilUncharged, 1000, 7),
+        ];
+        let text = render(
+            &options(),
+            &machine(),
+            &cells,
+            None,
+            &[],
+            &Memory::default(),
+        );
+
+        assert!(text.contains("| 16 | 0.90 | 0.30 |"), "{text}");
+        assert!(text.contains("| 64 | 0.85 | 0.20 |"), "{text}");
+        assert!(
+            text.contains(
+                "Ithil: 850 calls/s against 1000 calls/s uncharged, ratio 0.85 (goal at least \
+                 0.80): met."
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Ithil per-call commit: 200 calls/s against 1000 calls/s uncharged, ratio 0.20 \
+                 (goal at least 0.80): missed."
+            ),
+            "{text}"
+        );
     }
 }

@@ -5,6 +5,11 @@
 //! that a change in the machine's load hits every column alike), then once more at a fixed rate
 //! of half of the gateway's saturation (open loop); samples the gateway's resident memory idle,
 //! under load and after; stops every child by its pid and prints a markdown report.
+//!
+//! Two more gateway targets measure what durable charging costs: the same gateway with one
+//! durable commit per charge instead of group commit, and with charging switched off. Each
+//! runs as a gateway process of its own, started with `serve --bench-charging`, which only a
+//! build with the `bench` feature has.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -34,15 +39,21 @@ const STUB_PATH: &str = "/data/7";
 /// The most connections the open loop may open.
 const OPEN_LOOP_MAX_CONNECTIONS: usize = 256;
 
-/// The three columns.
+/// The columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Target {
     /// The stub itself, plain HTTP GETs: the floor.
     Direct,
     /// nginx as a reverse proxy in front of the stub: one plain hop.
     Nginx,
-    /// Ithil in front of the stub: MCP tool calls with every check on.
+    /// Ithil in front of the stub: MCP tool calls with every check on, as shipped.
     Ithil,
+    /// The same, but the charge writer commits each charge on its own (no group commit); needs
+    /// a gateway built with `--features bench`.
+    IthilPerCall,
+    /// The same, with charging switched off: no charge, no audit record, no commit; needs a
+    /// gateway built with `--features bench`.
+    IthilUncharged,
 }
 
 impl Target {
@@ -52,6 +63,25 @@ impl Target {
             Target::Direct => "direct",
             Target::Nginx => "nginx",
             Target::Ithil => "Ithil",
+            Target::IthilPerCall => "Ithil per-call commit",
+            Target::IthilUncharged => "Ithil uncharged",
+        }
+    }
+
+    /// Whether this target is a gateway, loaded with MCP tool calls.
+    pub fn is_gateway(self) -> bool {
+        matches!(
+            self,
+            Target::Ithil | Target::IthilPerCall | Target::IthilUncharged
+        )
+    }
+
+    /// The gateway's `--bench-charging` value; `None` for the gateway as shipped.
+    fn charging(self) -> Option<&'static str> {
+        match self {
+            Target::IthilPerCall => Some("per-call"),
+            Target::IthilUncharged => Some("off"),
+            _ => None,
         }
     }
 }
@@ -65,6 +95,9 @@ pub struct RunOptions {
     pub warmup: Duration,
     /// The client counts of the closed loop.
     pub clients: Vec<usize>,
+    /// How many times each closed-loop cell is measured, the targets taking turns; the rounds
+    /// of a cell are reported as one.
+    pub rounds: usize,
     /// The targets to measure.
     pub targets: Vec<Target>,
     /// The open loop's rate; `None` means half of the gateway's best closed-loop throughput.
@@ -90,7 +123,22 @@ struct Servers {
     stub: Process,
     stub_addr: SocketAddr,
     nginx: Option<(Process, SocketAddr)>,
-    ithil: Option<(Process, SocketAddr, String)>,
+    gateways: Vec<Gateway>,
+}
+
+/// One running gateway.
+struct Gateway {
+    target: Target,
+    process: Process,
+    addr: SocketAddr,
+    /// The benchmark agent's token.
+    token: String,
+}
+
+impl Servers {
+    fn gateway(&self, target: Target) -> Option<&Gateway> {
+        self.gateways.iter().find(|g| g.target == target)
+    }
 }
 
 /// Runs the comparison and prints the report on stdout (progress goes to stderr).
@@ -134,16 +182,32 @@ fn measure(
 ) -> Result<String, BenchError> {
     let load_before = load_average();
     let mut servers = start(options, runtime, temp)?;
-    let store_fs = filesystem_of(&temp.join("ithil-data"));
+    let store_fs = filesystem_of(temp);
 
     let endpoints = endpoints(&servers, &options.targets)?;
-    let gateway_pid = servers.ithil.as_ref().map(|(p, ..)| p.pid());
+    // Memory is sampled for the gateway as shipped, or the first one when it is not measured.
+    let gateway_pid = servers
+        .gateway(Target::Ithil)
+        .or(servers.gateways.first())
+        .map(|g| g.process.pid());
+    let sampled = servers
+        .gateway(Target::Ithil)
+        .or(servers.gateways.first())
+        .map(|g| g.target);
     let stub_pid = servers.stub.pid();
     let nginx_pid = servers.nginx.as_ref().map(|(p, _)| p.pid());
+    let gateway_pids: Vec<(Target, u32)> = servers
+        .gateways
+        .iter()
+        .map(|g| (g.target, g.process.pid()))
+        .collect();
     let watched = move |target: Target| match target {
         Target::Direct => Some((stub_pid, false)),
         Target::Nginx => nginx_pid.map(|pid| (pid, true)),
-        Target::Ithil => gateway_pid.map(|pid| (pid, false)),
+        _ => gateway_pids
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|&(_, pid)| (pid, false)),
     };
     let mut memory = Memory::default();
     if let Some(pid) = gateway_pid {
@@ -160,7 +224,7 @@ fn measure(
         let watch = watched(target);
         let cpu_before = watch.and_then(|(pid, children)| process::cpu_time(pid, children));
         let tool_before = process::cpu_time(std::process::id(), false);
-        let sampler = (target == Target::Ithil)
+        let sampler = (Some(target) == sampled)
             .then(|| gateway_pid.map(Sampler::start))
             .flatten();
         let report = load()?;
@@ -186,20 +250,32 @@ fn measure(
     };
 
     // The closed loop: for each client count, each target in turn.
+    // Rounds alternate the targets, so that a change in the machine's load between rounds
+    // hits every target alike.
     let mut cells: Vec<Cell> = Vec::new();
     for &clients in &options.clients {
-        for (target, endpoint) in &endpoints {
-            eprintln!("ithil-bench: {} with {clients} clients", target.label());
-            cells.push(cell(clients, *target, &mut || {
-                runtime.block_on(load::closed_loop(
-                    Arc::clone(endpoint),
-                    clients,
-                    options.warmup,
-                    Stop::After(options.duration),
-                ))
-            })?);
+        let first = cells.len();
+        for round in 1..=options.rounds.max(1) {
+            for (i, (target, endpoint)) in endpoints.iter().enumerate() {
+                eprintln!(
+                    "ithil-bench: {} with {clients} clients, round {round}",
+                    target.label()
+                );
+                let measured = cell(clients, *target, &mut || {
+                    runtime.block_on(load::closed_loop(
+                        Arc::clone(endpoint),
+                        clients,
+                        options.warmup,
+                        Stop::After(options.duration),
+                    ))
+                })?;
+                match cells.get_mut(first + i) {
+                    Some(sum) => sum.absorb(measured),
+                    None => cells.push(measured),
+                }
+            }
+            check_alive(&mut servers)?;
         }
-        check_alive(&mut servers)?;
     }
 
     // The open loop, at one rate for every target so that their tails compare.
@@ -207,7 +283,7 @@ fn measure(
     let rate = options.rate.or_else(|| {
         let best = cells
             .iter()
-            .filter(|c| c.target == Target::Ithil)
+            .filter(|c| c.target.is_gateway())
             .map(|c| c.report.rate())
             .fold(0.0, f64::max);
         (best > 0.0).then_some((best / 2.0).round())
@@ -252,7 +328,7 @@ fn measure(
     ))
 }
 
-/// Starts the stub, nginx and the gateway (those the targets need) and sets the gateway up.
+/// Starts the stub, nginx and the gateways (those the targets need) and sets the gateways up.
 fn start(
     options: &RunOptions,
     runtime: &tokio::runtime::Runtime,
@@ -272,17 +348,29 @@ fn start(
     } else {
         None
     };
-    let ithil = if options.targets.contains(&Target::Ithil) {
-        Some(start_ithil(options, runtime, temp, stub_addr)?)
-    } else {
-        None
-    };
-    Ok(Servers {
+    let mut servers = Servers {
         stub,
         stub_addr,
         nginx,
-        ithil,
-    })
+        gateways: Vec::new(),
+    };
+    let mut gateways: Vec<Target> = options
+        .targets
+        .iter()
+        .copied()
+        .filter(|t| t.is_gateway())
+        .collect();
+    gateways.sort();
+    gateways.dedup();
+    if gateways.iter().any(|t| t.charging().is_some()) {
+        check_bench_build(&options.ithil_bin)?;
+    }
+    for target in gateways {
+        // Pushed one by one, so that a failed start still stops those already running.
+        let gateway = start_ithil(options, runtime, temp, stub_addr, target)?;
+        servers.gateways.push(gateway);
+    }
+    Ok(servers)
 }
 
 fn start_nginx(
@@ -332,12 +420,37 @@ fn start_nginx(
     Ok((nginx, addr))
 }
 
+/// Fails with the command to run when `ithil_bin` has no `--bench-charging` (a build without
+/// the `bench` feature): clap refuses the flag before it looks at `--help`.
+fn check_bench_build(ithil_bin: &Path) -> Result<(), BenchError> {
+    let status = Command::new(ithil_bin)
+        .args(["serve", "--bench-charging", "off", "--help"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|source| BenchError::Spawn {
+            name: "ithil",
+            source,
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Usage(format!(
+            "{} was built without the bench feature, which the ithil-per-call and \
+             ithil-uncharged targets need: cargo build --release -p ithil --features bench",
+            ithil_bin.display()
+        )))
+    }
+}
+
 fn start_ithil(
     options: &RunOptions,
     runtime: &tokio::runtime::Runtime,
     temp: &Path,
     stub_addr: SocketAddr,
-) -> Result<(Process, SocketAddr, String), BenchError> {
+    target: Target,
+) -> Result<Gateway, BenchError> {
     let manifest = json!({
         "downstreams": {
             "stub": { "baseUrl": format!("http://{stub_addr}") }
@@ -358,10 +471,17 @@ fn start_ithil(
     let manifest_path = temp.join("manifest.json");
     std::fs::write(&manifest_path, manifest.to_string()).map_err(BenchError::Io)?;
 
+    // Each gateway has a directory of its own: its store, its logs.
+    let name = match target.charging() {
+        Some(charging) => format!("ithil-{charging}"),
+        None => "ithil".to_owned(),
+    };
+    let dir = temp.join(&name);
+    std::fs::create_dir_all(&dir).map_err(BenchError::Io)?;
     let api_key = format!("bench-{}-{:x}", std::process::id(), random_word());
     let addr: SocketAddr = ([127, 0, 0, 1], process::free_port()?).into();
-    let stdout = File::create(temp.join("ithil.stdout.log")).map_err(BenchError::Io)?;
-    let stderr = File::create(temp.join("ithil.stderr.log")).map_err(BenchError::Io)?;
+    let stdout = File::create(dir.join("stdout.log")).map_err(BenchError::Io)?;
+    let stderr = File::create(dir.join("stderr.log")).map_err(BenchError::Io)?;
 
     let mut words = options
         .ithil_wrapper
@@ -381,9 +501,13 @@ fn start_ithil(
         .arg("--listen")
         .arg(addr.to_string())
         .arg("--data")
-        .arg(temp.join("ithil-data"))
+        .arg(dir.join("data"))
         .arg("--catalog")
-        .arg(&manifest_path)
+        .arg(&manifest_path);
+    if let Some(charging) = target.charging() {
+        command.arg("--bench-charging").arg(charging);
+    }
+    command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RUST_LOG", "info")
@@ -404,10 +528,19 @@ fn start_ithil(
         let probe = client::once(addr, Method::GET, "/health/live", &[], None);
         matches!(runtime.block_on(probe), Ok((StatusCode::OK, _)))
     })?;
-    eprintln!("ithil-bench: ithil (pid {}) on {addr}", ithil.pid());
+    eprintln!(
+        "ithil-bench: {} (pid {}) on {addr}",
+        target.label(),
+        ithil.pid()
+    );
 
     let token = runtime.block_on(agent_token(addr, &api_key))?;
-    Ok((ithil, addr, token))
+    Ok(Gateway {
+        target,
+        process: ithil,
+        addr,
+        token,
+    })
 }
 
 /// Exchanges the API key for an admin token, creates the benchmark agent (allowlisted for the
@@ -513,12 +646,15 @@ fn endpoints(
             )?),
         ));
     }
-    if let Some((_, addr, token)) = &servers.ithil {
-        let shape = Shape::mcp(token, TOOL, &json!({ "id": 7 }), Some(stub::MARKER.into()))?;
-        out.push((
-            Target::Ithil,
-            Arc::new(Endpoint::new(&format!("http://{addr}/mcp"), shape)?),
-        ));
+    for gateway in &servers.gateways {
+        let shape = Shape::mcp(
+            &gateway.token,
+            TOOL,
+            &json!({ "id": 7 }),
+            Some(stub::MARKER.into()),
+        )?;
+        let url = format!("http://{}/mcp", gateway.addr);
+        out.push((gateway.target, Arc::new(Endpoint::new(&url, shape)?)));
     }
     Ok(out)
 }
@@ -528,17 +664,18 @@ fn check_alive(servers: &mut Servers) -> Result<(), BenchError> {
     if let Some((nginx, _)) = &mut servers.nginx {
         nginx.check_running()?;
     }
-    if let Some((ithil, ..)) = &mut servers.ithil {
-        ithil.check_running()?;
+    for gateway in &mut servers.gateways {
+        gateway.process.check_running()?;
     }
     Ok(())
 }
 
 fn stop(servers: &mut Servers) {
-    if let Some((ithil, ..)) = &mut servers.ithil {
-        match ithil.stop() {
-            Ok(status) => eprintln!("ithil-bench: ithil stopped ({status})"),
-            Err(error) => eprintln!("ithil-bench: ithil: {error}"),
+    for gateway in &mut servers.gateways {
+        let label = gateway.target.label();
+        match gateway.process.stop() {
+            Ok(status) => eprintln!("ithil-bench: {label} stopped ({status})"),
+            Err(error) => eprintln!("ithil-bench: {label}: {error}"),
         }
     }
     if let Some((nginx, _)) = &mut servers.nginx {

@@ -1001,3 +1001,156 @@ fn serve_exits_2_for_a_custom_rule_that_matches_the_empty_string_and_names_it() 
     assert!(stderr.contains("custom privacy rule 1"), "{stderr}");
     assert!(stderr.contains("matches the empty string"), "{stderr}");
 }
+
+/// The value of `field` in the first log line carrying `message`, as the text log writes it
+/// (`... message field=value ...`).
+fn logged(stderr: &str, message: &str, field: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|line| line.contains(message))
+        .unwrap_or_else(|| panic!("no log line {message:?} in:\n{stderr}"));
+    let start = line
+        .find(&format!(" {field}="))
+        .unwrap_or_else(|| panic!("no {field} in {line}"))
+        + field.len()
+        + 2;
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The `kid` of a token's header (base64url without padding, decoded here: the tests crate has
+/// no base64 dependency).
+fn header_kid(token: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let encoded = token.split('.').next().unwrap();
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut bytes = Vec::new();
+    for c in encoded.bytes() {
+        let value = ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    let header: Value = serde_json::from_slice(&bytes).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_previous_signing_key_keeps_old_tokens_valid_until_it_is_dropped() {
+    const KEY_A: &str = "rotation test signing key A, 32 bytes or more";
+    const KEY_B: &str = "base64:cm90YXRpb24gdGVzdCBzaWduaW5nIGtleSBCLCAzMiBieXRlcyBvciBtb3Jl";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let opts = |signing: &str| {
+        GatewayOptions::new()
+            .api_key(API_KEY)
+            .data_dir(&data)
+            .env("Ithil__Jwt__SigningKey", signing)
+    };
+
+    // Key A signs an admin token and an agent token.
+    let mut gateway = start(opts(KEY_A));
+    let kid_a = logged(&gateway.stderr(), "registry loaded", "kid");
+    assert_eq!(
+        logged(
+            &gateway.stderr(),
+            "verify-only signing keys loaded",
+            "count"
+        ),
+        "0"
+    );
+    let old_admin = admin_token(&gateway).await;
+    let agent = create_agent(gateway.client(), &old_admin, r#"{"label": "rotated"}"#).await;
+    let id = agent["agentId"].as_str().unwrap().to_owned();
+    let old_agent = agent_token(gateway.client(), &old_admin, &id).await;
+    assert_eq!(header_kid(&old_admin), kid_a);
+    assert_eq!(header_kid(&old_agent), kid_a);
+    assert!(gateway.stop().success());
+
+    // Key B signs, A only verifies: the old tokens still work, new ones carry B's kid.
+    let mut gateway = start(opts(KEY_B).env("Ithil__Jwt__PreviousSigningKeys__0", KEY_A));
+    let stderr = gateway.stderr();
+    let kid_b = logged(&stderr, "registry loaded", "kid");
+    assert_ne!(kid_b, kid_a);
+    assert_eq!(
+        logged(&stderr, "verify-only signing keys loaded", "count"),
+        "1"
+    );
+    assert_eq!(
+        logged(&stderr, "verify-only signing keys loaded", "kids"),
+        kid_a
+    );
+    assert!(
+        !stderr.contains(KEY_A) && !stderr.contains(KEY_B),
+        "{stderr}"
+    );
+
+    let client = gateway.client();
+    assert_tokens(client, &old_admin, &old_agent, 200).await;
+
+    let new_admin = admin_token(&gateway).await;
+    let new_agent = agent_token(client, &new_admin, &id).await;
+    assert_eq!(header_kid(&new_admin), kid_b);
+    assert_eq!(header_kid(&new_agent), kid_b);
+    assert!(gateway.stop().success());
+
+    // A dropped: tokens it signed are refused, tokens of B still work.
+    let gateway = start(opts(KEY_B));
+    let client = gateway.client();
+    assert_tokens(client, &old_admin, &old_agent, 401).await;
+    assert_tokens(client, &new_admin, &new_agent, 200).await;
+}
+
+/// Asserts that `admin` on the management API and `agent` at `/mcp` both get `status`.
+async fn assert_tokens(client: Client, admin: &str, agent: &str, status: u16) {
+    let answer = client.get("/management/agents").bearer(admin).send().await;
+    assert_eq!(answer.status, status, "admin: {}", answer.text());
+    let answer = mcp_initialize(client, agent).await;
+    assert_eq!(answer.status, status, "agent: {}", answer.text());
+}
+
+#[test]
+fn a_repeated_or_short_previous_signing_key_stops_the_start_with_exit_code_2() {
+    const KEY: &str = "a signing key of at least 32 bytes, secret";
+    let dir = tempfile::tempdir().unwrap();
+    for (pairs, key) in [
+        (
+            vec![
+                ("Ithil__Jwt__SigningKey", KEY),
+                ("Ithil__Jwt__PreviousSigningKeys__0", KEY),
+            ],
+            "jwt.previousSigningKeys.0",
+        ),
+        (
+            vec![
+                ("Ithil__Jwt__PreviousSigningKeys__0", KEY),
+                ("Ithil__Jwt__PreviousSigningKeys__1", KEY),
+            ],
+            "jwt.previousSigningKeys.1",
+        ),
+        (
+            vec![("Ithil__Jwt__PreviousSigningKeys__0", "too-short-secret")],
+            "jwt.previousSigningKeys.0",
+        ),
+    ] {
+        let opts = pairs
+            .iter()
+            .fold(GatewayOptions::new(), |opts, (name, value)| {
+                opts.env(*name, *value)
+            });
+        let output = opts.command(dir.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(key), "{stderr}");
+        assert!(!stderr.contains(KEY), "{stderr}");
+        assert!(!stderr.contains("too-short-secret"), "{stderr}");
+    }
+}

@@ -165,9 +165,11 @@ impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) | Failure::Check(_) => 2,
-            // A custom privacy rule is configuration, even though only building the state
-            // compiles it.
-            Failure::Serve(server::ServeError::State(state::StateError::Privacy { .. })) => 2,
+            // A custom privacy rule and a repeated previous signing key are configuration, even
+            // though only building the state finds them.
+            Failure::Serve(server::ServeError::State(
+                state::StateError::Privacy { .. } | state::StateError::DuplicateKeyId { .. },
+            )) => 2,
             Failure::Serve(_) | Failure::Runtime(_) | Failure::Import(_) => 1,
             Failure::Remote(failure) => failure.exit_code(),
         }

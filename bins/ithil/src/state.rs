@@ -16,10 +16,10 @@ use ithil_registry::{Credentials, Registry, RegistryError};
 use ithil_token::{Clock, KeyError, KeyRing, SigningKey};
 use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::catalog::CatalogSource;
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, Secret};
 use crate::metrics::Metrics;
 use crate::store::{self, Store, StoreError};
 use crate::throttle::FailureThrottle;
@@ -64,6 +64,17 @@ pub enum StateError {
     /// The circuit breaker's configuration is out of range.
     #[error("invalid circuit breaker configuration")]
     Circuit(#[source] CircuitConfigError),
+
+    /// Two keys of the ring have the same key id: a previous signing key equal to the generated
+    /// signing key, or (very unlikely) two different keys whose ids collide.
+    #[error(
+        "two signing keys have the key id {kid}; remove the repeated one from \
+         jwt.previousSigningKeys"
+    )]
+    DuplicateKeyId {
+        /// The shared key id.
+        kid: String,
+    },
 
     /// The system random source failed.
     #[error("the system random source failed")]
@@ -217,7 +228,7 @@ impl AppState {
         };
         let signing_kid = store::key_id(&key_bytes);
         let key = SigningKey::from_bytes(&key_bytes).map_err(StateError::Key)?;
-        let keys = KeyRing::new(signing_kid.clone(), key);
+        let keys = key_ring(signing_kid.clone(), key, &config.jwt.previous_signing_keys)?;
 
         let credentials = Credentials::new(
             keys,
@@ -340,6 +351,34 @@ impl AppState {
     pub async fn in_request<F: Future>(request_id: String, answer: F) -> F::Output {
         REQUEST_ID.scope(request_id, answer).await
     }
+}
+
+/// The ring of the signing key `key`, known as `signing_kid`, and the verify-only `previous`
+/// keys, each under its own [`store::key_id`]. Logs the verify-only kids, never a key.
+fn key_ring(
+    signing_kid: String,
+    key: SigningKey,
+    previous: &[Secret<Vec<u8>>],
+) -> Result<KeyRing, StateError> {
+    let mut keys = KeyRing::new(signing_kid, key);
+    let mut verify_kids = Vec::with_capacity(previous.len());
+    for secret in previous {
+        let kid = store::key_id(secret.expose());
+        // The ring would ignore or replace a key under a kid it holds; refuse instead, so that
+        // no configured key is silently dropped.
+        if keys.contains_kid(&kid) {
+            return Err(StateError::DuplicateKeyId { kid });
+        }
+        let key = SigningKey::from_bytes(secret.expose()).map_err(StateError::Key)?;
+        keys.add_verify_key(kid.clone(), key);
+        verify_kids.push(kid);
+    }
+    info!(
+        count = verify_kids.len(),
+        kids = %verify_kids.join(","),
+        "verify-only signing keys loaded"
+    );
+    Ok(keys)
 }
 
 /// Logs every change of a circuit's state at warn: an operator wants to know at once that a
@@ -490,6 +529,97 @@ mod tests {
             assert!(id.starts_with("req_") && id.len() == 20, "{id}");
         }
         assert_eq!(state.new_request_id("").len(), 16);
+    }
+
+    /// The state on `data` with signing key `signing` and the verify-only `previous` keys.
+    fn state_with_keys(data: &std::path::Path, signing: &str, previous: &[&str]) -> AppState {
+        let mut pairs = vec![("Ithil__Jwt__SigningKey".to_owned(), signing.to_owned())];
+        for (index, key) in previous.iter().enumerate() {
+            pairs.push((
+                format!("Ithil__Jwt__PreviousSigningKeys__{index}"),
+                (*key).to_owned(),
+            ));
+        }
+        let env: Environment = pairs.into_iter().collect();
+        let flags = crate::config::Flags {
+            data: Some(data.to_owned()),
+            ..crate::config::Flags::default()
+        };
+        let config = Config::load(&flags, &env).unwrap();
+        AppState::open(&config, Arc::new(ithil_token::SystemClock), &env)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn previous_signing_keys_verify_but_never_sign() {
+        const A: &str = "signing key A of the rotation test, 32+ bytes";
+        const B: &str = "signing key B of the rotation test, 32+ bytes";
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let ttl = time::Duration::hours(1);
+
+        let old = state_with_keys(&data, A, &[]);
+        let token = old.credentials.issue_admin(ttl).unwrap().token;
+        drop(old);
+
+        let rotated = state_with_keys(&data, B, &[A]);
+        assert_eq!(rotated.signing_kid, store::key_id(B.as_bytes()));
+        assert!(rotated.credentials.verify_admin(&token).is_ok());
+        let new_token = rotated.credentials.issue_admin(ttl).unwrap().token;
+        let kid = |token: &str| ithil_token::decode_header(token).unwrap().kid;
+        assert_eq!(kid(&token), Some(store::key_id(A.as_bytes())));
+        assert_eq!(kid(&new_token), Some(store::key_id(B.as_bytes())));
+        drop(rotated);
+
+        let dropped = state_with_keys(&data, B, &[]);
+        assert!(dropped.credentials.verify_admin(&token).is_err());
+        assert!(dropped.credentials.verify_admin(&new_token).is_ok());
+    }
+
+    #[test]
+    fn a_previous_key_equal_to_the_generated_signing_key_is_refused() {
+        use base64::Engine as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let flags = crate::config::Flags {
+            data: Some(data.clone()),
+            ..crate::config::Flags::default()
+        };
+        let (state, _writer) = AppState::open(
+            &Config::load(&flags, &Environment::default()).unwrap(),
+            Arc::new(ithil_token::SystemClock),
+            &Environment::default(),
+        )
+        .unwrap();
+        let generated = state
+            .store
+            .signing_key(|| -> Result<Vec<u8>, ()> { panic!("the key was generated") })
+            .unwrap()
+            .unwrap();
+        let kid = state.signing_kid.clone();
+        drop((state, _writer));
+
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&generated);
+        let env: Environment = [(
+            "Ithil__Jwt__PreviousSigningKeys__0",
+            format!("base64:{encoded}"),
+        )]
+        .into_iter()
+        .collect();
+        let config = Config::load(&flags, &env).unwrap();
+        let error = AppState::open(&config, Arc::new(ithil_token::SystemClock), &env)
+            .err()
+            .expect("the repeated key is refused");
+
+        assert!(
+            matches!(&error, StateError::DuplicateKeyId { kid: found } if *found == kid),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("jwt.previousSigningKeys"), "{message}");
+        assert!(!message.contains(&encoded), "{message}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub const ENV_PREFIX: &str = "Ithil";
 
 /// The HMAC-SHA256 signing key of issued tokens.
 pub const JWT_SIGNING_KEY: &str = "jwt.signingKey";
+/// Keys that still verify tokens but never sign, a list; for key rotation.
+pub const JWT_PREVIOUS_SIGNING_KEYS: &str = "jwt.previousSigningKeys";
 /// The `iss` claim written into tokens and required on incoming ones.
 pub const JWT_ISSUER: &str = "jwt.issuer";
 /// The `aud` claim written into tokens and required on incoming ones.
@@ -127,6 +129,16 @@ pub const KEYS: &[KeySpec] = &[
         flag: None,
         meaning: "HMAC-SHA256 key of issued tokens: the UTF-8 bytes of the string, or the \
                   decoded bytes of a `base64:` value; at least 32 bytes",
+    },
+    KeySpec {
+        key: JWT_PREVIOUS_SIGNING_KEYS,
+        shape: Shape::List,
+        kind: "list of secret strings",
+        default: "`[]`",
+        flag: None,
+        meaning: "keys that verify tokens but never sign, each in the form of `jwt.signingKey` and \
+                  different from it and from the others; keep the old key here after a rotation \
+                  until its tokens have expired (see `docs/agent-management.md`)",
     },
     KeySpec {
         key: JWT_ISSUER,
@@ -583,6 +595,10 @@ mod tests {
     fn key_paths_match_case_insensitively() {
         assert_eq!(canonical(&["ADMIN", "apikey"]).unwrap(), ADMIN_API_KEY);
         assert_eq!(canonical(&["Jwt", "SigningKey"]).unwrap(), JWT_SIGNING_KEY);
+        assert_eq!(
+            canonical(&["JWT", "previoussigningkeys", "1"]).unwrap(),
+            "jwt.previousSigningKeys.1"
+        );
         assert_eq!(canonical(&["dev"]).unwrap(), DEV);
     }
 

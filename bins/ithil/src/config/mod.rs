@@ -132,6 +132,9 @@ pub struct ServerConfig {
 pub struct JwtConfig {
     /// The configured signing key bytes; `None` means generate one and keep it in the store.
     pub signing_key: Option<Secret<Vec<u8>>>,
+    /// Keys that verify tokens but never sign them, in the order of their indexes; each differs
+    /// from the signing key and from the others. Default is none.
+    pub previous_signing_keys: Vec<Secret<Vec<u8>>>,
     /// The issuer. Default is `ithil-dev`.
     pub issuer: String,
     /// The audience. Default is `ithil-gateway`.
@@ -238,6 +241,18 @@ pub enum ConfigError {
         expected: &'static str,
         /// The value as given, shortened; `None` for secrets.
         got: Option<String>,
+    },
+
+    /// A secret that repeats another key's secret, such as a previous signing key equal to the
+    /// signing key.
+    #[error("configuration key {key} {origin} holds the same key as {other}; list each key once")]
+    SameKey {
+        /// The key that repeats.
+        key: String,
+        /// Where it was written.
+        origin: Origin,
+        /// The key it repeats.
+        other: String,
     },
 
     /// A `${env:NAME}` reference to a variable that is not set.
@@ -355,8 +370,10 @@ impl Config {
             )?),
         };
 
+        let signing_key = read.signing_key()?;
         let jwt = JwtConfig {
-            signing_key: read.signing_key()?,
+            previous_signing_keys: read.previous_signing_keys(signing_key.as_ref())?,
+            signing_key,
             issuer: read.name(keys::JWT_ISSUER)?.unwrap_or("ithil-dev".into()),
             audience: read
                 .name(keys::JWT_AUDIENCE)?
@@ -452,7 +469,8 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "dev={} issuer={} audience={} signing_key={} admin_api_key={} admin_token_days={} \
+            "dev={} issuer={} audience={} signing_key={} previous_signing_keys={} admin_api_key={} \
+             admin_token_days={} \
              default_daily_limit={} max_body_bytes={} max_header_bytes={} header_timeout={}s \
              body_timeout={}s idle_timeout={}s max_connections_per_peer={} shutdown_timeout={}s \
              catalog_files={} discovery={} circuit_breaker={}/{}/{}s/{}s",
@@ -464,6 +482,7 @@ impl fmt::Display for Config {
             } else {
                 "stored"
             },
+            self.jwt.previous_signing_keys.len(),
             if self.admin.api_key.is_some() {
                 "set"
             } else {
@@ -862,8 +881,49 @@ impl Reader<'_> {
 
     fn signing_key(&self) -> Result<Option<Secret<Vec<u8>>>, ConfigError> {
         let key = keys::JWT_SIGNING_KEY;
-        let Some((text, setting)) = self.text(key, true)? else {
-            return Ok(None);
+        match self.settings.get(key) {
+            Some(setting) => Self::signing_key_of(key, setting).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The verify-only keys, each read as [`Reader::signing_key_of`] reads the signing key;
+    /// a key equal to `signing` or to an earlier one is refused, naming both.
+    fn previous_signing_keys(
+        &self,
+        signing: Option<&Secret<Vec<u8>>>,
+    ) -> Result<Vec<Secret<Vec<u8>>>, ConfigError> {
+        let list = keys::JWT_PREVIOUS_SIGNING_KEYS;
+        let mut indexed = Vec::new();
+        for (rest, setting) in self.settings.children(list) {
+            let index: usize = rest.parse().unwrap_or(usize::MAX);
+            let key = format!("{list}.{rest}");
+            indexed.push((index, Self::signing_key_of(&key, setting)?, key, setting));
+        }
+        indexed.sort_by_key(|(index, ..)| *index);
+
+        let mut seen: Vec<(&str, &Secret<Vec<u8>>)> = Vec::new();
+        if let Some(signing) = signing {
+            seen.push((keys::JWT_SIGNING_KEY, signing));
+        }
+        for (_, secret, key, setting) in &indexed {
+            if let Some((other, _)) = seen.iter().find(|(_, earlier)| *earlier == secret) {
+                return Err(ConfigError::SameKey {
+                    key: key.clone(),
+                    origin: setting.origin.clone(),
+                    other: (*other).to_owned(),
+                });
+            }
+            seen.push((key, secret));
+        }
+        Ok(indexed.into_iter().map(|(_, secret, ..)| secret).collect())
+    }
+
+    /// A signing key: the UTF-8 bytes of a string, or the decoded bytes of a `base64:` one; at
+    /// least 32 bytes. Errors name `key` but never show the value.
+    fn signing_key_of(key: &str, setting: &Setting) -> Result<Secret<Vec<u8>>, ConfigError> {
+        let Value::String(text) = &setting.value else {
+            return Err(Self::invalid(key, setting, "a string", true));
         };
         let bytes = match text.strip_prefix("base64:") {
             Some(encoded) => BASE64_ANY_PADDING
@@ -874,7 +934,7 @@ impl Reader<'_> {
         if bytes.len() < 32 {
             return Err(Self::invalid(key, setting, "at least 32 bytes", true));
         }
-        Ok(Some(Secret(bytes)))
+        Ok(Secret(bytes))
     }
 
     fn api_key(&self) -> Result<Option<Secret<String>>, ConfigError> {

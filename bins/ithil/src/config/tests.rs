@@ -433,6 +433,144 @@ fn a_signing_key_of_exactly_32_bytes_is_accepted() {
     assert_eq!(config.jwt.signing_key.unwrap().expose().len(), 32);
 }
 
+const KEY_A: &str = "previous signing key A, 32 bytes or more";
+const KEY_B: &str = "previous signing key B, 32 bytes or more";
+const KEY_C: &str = "the current signing key, 32 bytes or more";
+
+#[test]
+fn previous_signing_keys_are_read_in_index_order_from_the_file_and_the_environment() {
+    let (_dir, flags) = file(&format!(
+        r#"{{"jwt": {{"signingKey": "{KEY_C}",
+                    "previousSigningKeys": ["{KEY_A}", "base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]}}}}"#
+    ));
+    let config = load(&flags, &[]).unwrap();
+    let previous: Vec<&[u8]> = config
+        .jwt
+        .previous_signing_keys
+        .iter()
+        .map(|k| k.expose().as_slice())
+        .collect();
+    let decoded: Vec<u8> = (0..32).collect();
+    assert_eq!(previous, [KEY_A.as_bytes(), decoded.as_slice()]);
+
+    // The environment form, indexes out of order, overriding the file's entry 1.
+    let config = load(
+        &flags,
+        &[
+            ("Ithil__Jwt__PreviousSigningKeys__1", KEY_B),
+            (
+                "ITHIL__JWT__PREVIOUSSIGNINGKEYS__2",
+                "base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            ),
+        ],
+    )
+    .unwrap();
+    let previous: Vec<&[u8]> = config
+        .jwt
+        .previous_signing_keys
+        .iter()
+        .map(|k| k.expose().as_slice())
+        .collect();
+    assert_eq!(
+        previous,
+        [KEY_A.as_bytes(), KEY_B.as_bytes(), decoded.as_slice()]
+    );
+
+    // Environment only, and without a configured signing key (the generated one signs).
+    let config = load(
+        &Flags::default(),
+        &[("Ithil__Jwt__PreviousSigningKeys__0", KEY_A)],
+    )
+    .unwrap();
+    assert!(config.jwt.signing_key.is_none());
+    assert_eq!(config.jwt.previous_signing_keys.len(), 1);
+    assert_eq!(
+        config.jwt.previous_signing_keys[0].expose().as_slice(),
+        KEY_A.as_bytes()
+    );
+
+    assert!(
+        load(&Flags::default(), &[])
+            .unwrap()
+            .jwt
+            .previous_signing_keys
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_previous_signing_key_equal_to_the_signing_key_is_refused_by_name() {
+    for signing in [KEY_A.to_owned(), format!("base64:{}", base64_of(KEY_A))] {
+        let message = error(load(
+            &Flags::default(),
+            &[
+                ("Ithil__Jwt__SigningKey", signing.as_str()),
+                ("Ithil__Jwt__PreviousSigningKeys__0", KEY_B),
+                ("Ithil__Jwt__PreviousSigningKeys__1", KEY_A),
+            ],
+        ));
+        assert!(message.contains("jwt.previousSigningKeys.1"), "{message}");
+        assert!(message.contains("same key as jwt.signingKey"), "{message}");
+        assert!(
+            message.contains("Ithil__Jwt__PreviousSigningKeys__1"),
+            "{message}"
+        );
+        assert!(!message.contains(KEY_A), "{message}");
+        assert!(!message.contains(&base64_of(KEY_A)), "{message}");
+    }
+}
+
+#[test]
+fn two_equal_previous_signing_keys_are_refused_by_name() {
+    let (_dir, flags) = file(&format!(
+        r#"{{"jwt": {{"signingKey": "{KEY_C}",
+                    "previousSigningKeys": ["{KEY_A}", "{KEY_B}", "{KEY_A}"]}}}}"#
+    ));
+    let message = error(load(&flags, &[]));
+    assert!(message.contains("jwt.previousSigningKeys.2"), "{message}");
+    assert!(
+        message.contains("same key as jwt.previousSigningKeys.0"),
+        "{message}"
+    );
+    assert!(message.contains("ithil.json"), "{message}");
+    assert!(!message.contains(KEY_A), "{message}");
+}
+
+#[test]
+fn a_short_or_malformed_previous_signing_key_is_refused_by_name_without_echoing_it() {
+    for value in ["short-secret-value", "base64:c2hvcnQtc2VjcmV0LXZhbHVl", ""] {
+        let message = error(load(
+            &Flags::default(),
+            &[
+                ("Ithil__Jwt__PreviousSigningKeys__0", KEY_A),
+                ("Ithil__Jwt__PreviousSigningKeys__1", value),
+            ],
+        ));
+        assert!(message.contains("jwt.previousSigningKeys.1"), "{message}");
+        assert!(message.contains("at least 32 bytes"), "{message}");
+        assert!(!message.contains("short-secret-value"), "{message}");
+        assert!(!message.contains("c2hvcnQ"), "{message}");
+    }
+
+    let (_dir, flags) = file(r#"{"jwt": {"previousSigningKeys": [12345678901234567890]}}"#);
+    let message = error(load(&flags, &[]));
+    assert!(message.contains("jwt.previousSigningKeys.0"), "{message}");
+    assert!(message.contains("a string"), "{message}");
+    assert!(!message.contains("12345678901234567890"), "{message}");
+
+    let (_dir, flags) = file(&format!(
+        r#"{{"jwt": {{"previousSigningKeys": "{KEY_A}"}}}}"#
+    ));
+    let message = error(load(&flags, &[]));
+    assert!(message.contains("jwt.previousSigningKeys"), "{message}");
+    assert!(message.contains("a list"), "{message}");
+    assert!(!message.contains(KEY_A), "{message}");
+}
+
+fn base64_of(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
 #[test]
 fn a_short_api_key_is_refused_without_echoing_it() {
     let message = error(load(
@@ -476,6 +614,10 @@ fn debug_and_display_of_the_config_hold_no_secret() {
                 "Ithil__Jwt__SigningKey",
                 "signing-key-that-is-secret-too-yes",
             ),
+            (
+                "Ithil__Jwt__PreviousSigningKeys__0",
+                "previous-key-that-is-secret-as-well",
+            ),
         ],
     )
     .unwrap();
@@ -483,7 +625,12 @@ fn debug_and_display_of_the_config_hold_no_secret() {
     for text in [format!("{config:?}"), config.to_string()] {
         assert!(!text.contains("admin-key-that-is-secret"), "{text}");
         assert!(!text.contains("signing-key-that-is-secret"), "{text}");
+        assert!(!text.contains("previous-key-that-is-secret"), "{text}");
     }
+    assert!(
+        config.to_string().contains("previous_signing_keys=1"),
+        "{config}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ithil_audit::{Action, AuditLog, AuditRecord, NewRecord, Outcome};
-use ithil_budget::{BudgetError, Charge, ChargeHandle, ChargeOutcome, Declined};
+use ithil_budget::{BudgetError, Charge, ChargeHandle, ChargeOutcome, Declined, ExtraWork};
 use ithil_token::Clock;
 use serde_json::Value;
 use time::Date;
@@ -113,19 +113,18 @@ impl Recorder {
         let audit = Arc::clone(&self.audit);
         let slot = Slot::default();
         let slot_in = Arc::clone(&slot);
-        let written = self
-            .charges
-            .write(Box::new(move |txn, _| {
-                let stored = audit.append_in(txn, rec)?;
-                *slot_in.lock().unwrap_or_else(PoisonError::into_inner) = Some(stored);
-                Ok(())
-            }))
-            .await;
-        if written.is_ok() {
-            self.emit(&slot);
-            self.observe(call, None, 0);
-        }
-        written
+        let charges = self.charges.clone();
+        let work: ExtraWork = Box::new(move |txn, _| {
+            let stored = audit.append_in(txn, rec)?;
+            *slot_in.lock().unwrap_or_else(PoisonError::into_inner) = Some(stored);
+            Ok(())
+        });
+        let this = self.clone();
+        detached(async move { charges.write(work).await }, move |()| {
+            this.emit(&slot);
+            this.observe(call, None, 0);
+        })
+        .await
     }
 
     /// Charges `tokens` to the agent's `day` within `limit` and commits the call's record in
@@ -145,7 +144,8 @@ impl Recorder {
     ) -> Result<ChargeOutcome, ChargeFailed> {
         let call = self.tool_call(&note);
         if self.uncharged {
-            self.observe(call, None, tokens);
+            // Nothing was charged; the call is still heard of, so that metrics cost the same.
+            self.observe(call, None, 0);
             return Ok(ChargeOutcome::Charged { used: tokens });
         }
         let rec = self.new_record(agent_id, request_id, note);
@@ -175,16 +175,21 @@ impl Recorder {
                 Ok(())
             })),
         };
-        match self.charges.charge(charge).await {
-            Ok(outcome) => {
-                self.emit(&slot);
+        let charges = self.charges.clone();
+        let this = self.clone();
+        let charged = detached(
+            async move { charges.charge(charge).await },
+            move |outcome| {
+                this.emit(&slot);
                 match outcome {
-                    ChargeOutcome::Charged { .. } => self.observe(call, None, tokens),
+                    ChargeOutcome::Charged { .. } => this.observe(call, None, tokens),
                     // Recorded as withheld, as the transaction above wrote it.
-                    _ => self.observe(call, Some(Outcome::WithheldOverBudget), 0),
+                    _ => this.observe(call, Some(Outcome::WithheldOverBudget), 0),
                 }
-                Ok(outcome)
-            }
+            },
+        );
+        match charged.await {
+            Ok(outcome) => Ok(outcome),
             Err(BudgetError::ExtraWork(err)) if Declined::is(&err) => Err(ChargeFailed::Vetoed),
             Err(err) => Err(ChargeFailed::Budget(err)),
         }
@@ -254,6 +259,31 @@ impl Recorder {
         if let (Some(sink), Some(rec)) = (&self.sink, stored) {
             sink(&rec);
         }
+    }
+}
+
+/// Sends a request to the writer and, once it succeeded, runs `after` (the sink and the
+/// observer), on a task of its own.
+///
+/// The writer commits a request it has taken even when its caller is dropped (hyper drops a
+/// request's future when its client hangs up); on a task of its own, what follows the commit
+/// still happens then, so the sink and the metrics never miss a committed record.
+async fn detached<T: Send + 'static>(
+    write: impl Future<Output = Result<T, BudgetError>> + Send + 'static,
+    after: impl FnOnce(&T) + Send + 'static,
+) -> Result<T, BudgetError> {
+    let task = tokio::spawn(async move {
+        let result = write.await;
+        if let Ok(value) = &result {
+            after(value);
+        }
+        result
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // The runtime is shutting down and dropped the task.
+        Err(_) => Err(BudgetError::WriterStopped),
     }
 }
 
@@ -478,6 +508,52 @@ mod tests {
             .unwrap();
         assert!(matches!(outcome, ChargeOutcome::OverLimit { .. }));
         assert_eq!(records(&recorder)[0].outcome, "withheld_over_budget");
+    }
+
+    #[tokio::test]
+    async fn a_charge_whose_caller_is_dropped_still_reaches_the_sink_and_the_observer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(redb::Database::create(dir.path().join("t.redb")).unwrap());
+        let budget = Budget::open(Arc::clone(&db)).unwrap();
+        // The writer is not running yet, so the charge waits for it.
+        let (charges, writer) = budget.writer();
+        let (sunk, mut sunk_rx) = tokio::sync::mpsc::unbounded_channel();
+        let heard = Arc::new(Heard::default());
+        let recorder = Recorder {
+            charges,
+            audit: Arc::new(AuditLog::open(db).unwrap()),
+            privacy: Arc::new(PrivacyFilter::new(&[]).unwrap()),
+            sink: Some(Arc::new(move |rec: &AuditRecord| {
+                let _ = sunk.send(rec.request_id.clone());
+            })),
+            clock: Arc::new(ManualClock::new(datetime!(2026-05-06 12:00 UTC))),
+            uncharged: false,
+            observer: Some(Arc::clone(&heard) as Arc<dyn Observer>),
+        };
+        let day = time::macros::date!(2026 - 05 - 06);
+        let note = Note {
+            tool: Some("get_order".to_owned()),
+            known_tool: true,
+            ..Note::new(Action::ToolsCall.as_str(), Outcome::Ok)
+        };
+
+        // The call is dropped while its charge waits, as hyper drops the future of a request
+        // whose client hung up.
+        let call = recorder.charge("agt_1", "r1", note, (day, 10, 100), None);
+        tokio::select! {
+            biased;
+            _ = call => panic!("the charge cannot finish without the writer"),
+            () = tokio::task::yield_now() => {}
+        }
+        std::thread::spawn(move || writer.run());
+
+        let sunk = tokio::time::timeout(std::time::Duration::from_secs(60), sunk_rx.recv())
+            .await
+            .expect("the committed record never reached the sink");
+        assert_eq!(sunk.as_deref(), Some("r1"));
+        assert_eq!(budget.used("agt_1", day), 10);
+        let heard = heard.0.lock().unwrap().clone();
+        assert_eq!(heard, vec![(Some("get_order".to_owned()), Outcome::Ok, 10)]);
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ check:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p ithil -p ithil-proxy --features ithil/bench --all-targets -- -D warnings
+    cargo test -p ithil --features bench --bin ithil bench::
     cargo test --workspace
     cargo bench --workspace --no-run
 
@@ -30,6 +31,7 @@ bench-speed duration="5":
     cargo run --release -p ithil-bench -- run --duration {{duration}}
 
 # Tool calls per second with durable charging against charging off, in one run (a gateway build with the benchmark-only `bench` feature; see docs/benchmarks.md).
-bench-charging duration="3" rounds="5":
-    cargo build --release -p ithil --features bench -p ithil-bench
-    target/release/ithil-bench run --targets ithil,ithil-per-call,ithil-uncharged --clients 16,64 --rounds {{rounds}} --duration {{duration}} --no-rate
+# The build goes to target/bench, so that the bench binary never stands where a deployment takes `ithil` from.
+bench-charging duration="3" rounds="6":
+    cargo build --release -p ithil --features bench -p ithil-bench --target-dir target/bench
+    target/bench/release/ithil-bench run --targets ithil,ithil-per-call,ithil-uncharged --clients 16,64 --rounds {{rounds}} --duration {{duration}} --no-rate

@@ -438,7 +438,8 @@ fn check_bench_build(ithil_bin: &Path) -> Result<(), BenchError> {
     } else {
         Err(BenchError::Usage(format!(
             "{} was built without the bench feature, which the ithil-per-call and \
-             ithil-uncharged targets need: cargo build --release -p ithil --features bench",
+             ithil-uncharged targets need: cargo build --release -p ithil --features bench -p \
+             ithil-bench --target-dir target/bench",
             ithil_bin.display()
         )))
     }

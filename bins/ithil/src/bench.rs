@@ -30,3 +30,25 @@ impl Charging {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_per_call_changes_the_writer_and_group_is_the_default() {
+        let shipped = BudgetConfig::default();
+        assert_eq!(Charging::default(), Charging::Group);
+        assert_eq!(Charging::Group.budget_config(shipped.clone()), shipped);
+        assert_eq!(Charging::Off.budget_config(shipped.clone()), shipped);
+        let per_call = Charging::PerCall.budget_config(shipped.clone());
+        assert_eq!(per_call.max_group, 1);
+        assert_eq!(
+            BudgetConfig {
+                max_group: shipped.max_group,
+                ..per_call
+            },
+            shipped
+        );
+    }
+}

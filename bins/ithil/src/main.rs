@@ -194,6 +194,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ..config
             };
             init_logging(config.log_format);
+            #[cfg(feature = "bench")]
+            tracing::warn!(
+                charging = ?config.bench_charging,
+                "a benchmark build (feature bench): never serve agents with it"
+            );
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -1,5 +1,6 @@
 //! Everything a request handler needs, built once at start from the configuration and the store.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -339,9 +340,10 @@ impl AppState {
         // Request ids only correlate log lines and records; a failing random source leaves
         // zeros rather than failing the request.
         let _ = self.random.fill(&mut bytes);
-        let mut id = String::from(prefix);
+        let mut id = String::with_capacity(prefix.len() + 16);
+        id.push_str(prefix);
         for b in bytes {
-            id.push_str(&format!("{b:02x}"));
+            let _ = write!(id, "{b:02x}");
         }
         id
     }

@@ -534,7 +534,7 @@ impl Drop for Stack {
 
 /// The shared dataset.
 pub(crate) fn dataset() -> Value {
-    let path = tools::shared_data_dir().join("jsonplaceholder-db.json");
+    let path = tools::examples_dir().join("placeholder-db.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("the dataset is JSON")

@@ -224,7 +224,7 @@ impl Stack {
         let downstream = JsonServer::start();
 
         // The OpenAPI document's downstream is named after the file's stem.
-        let catalog = tools::shared_data_dir().join("placeholder-openapi.json");
+        let catalog = tools::examples_dir().join("placeholder-openapi.json");
         let opts = GatewayOptions::new()
             .api_key(API_KEY)
             .arg("--catalog")
@@ -599,7 +599,7 @@ fn python_sdk_2_passes_every_step_through_the_gateway() {
 }
 
 fn dataset() -> Value {
-    let path = tools::shared_data_dir().join("jsonplaceholder-db.json");
+    let path = tools::examples_dir().join("placeholder-db.json");
     read_json(&path)
 }
 
@@ -618,10 +618,7 @@ fn json_server_serves_a_private_copy_of_the_dataset() {
     assert_eq!(post, dataset()["posts"][0]);
 
     let served = server.db_path();
-    assert_ne!(
-        served,
-        tools::shared_data_dir().join("jsonplaceholder-db.json")
-    );
+    assert_ne!(served, tools::examples_dir().join("placeholder-db.json"));
     assert_eq!(read_json(&served)["posts"], dataset()["posts"]);
 }
 

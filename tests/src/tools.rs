@@ -61,9 +61,11 @@ pub fn tools_dir() -> PathBuf {
     workspace_root().join(".tools")
 }
 
-/// The shared test data (`../shared/data` beside the repository, as in CI).
-pub fn shared_data_dir() -> PathBuf {
-    workspace_root().join("..").join("shared").join("data")
+/// The bundled example files: the JSONPlaceholder dataset (`placeholder-db.json`), its OpenAPI
+/// document (`placeholder-openapi.json`) and the example manifest, so that the tests need
+/// nothing outside the repository.
+pub fn examples_dir() -> PathBuf {
+    workspace_root().join("examples")
 }
 
 /// The Python script that drives an MCP server with the official SDK.
@@ -430,7 +432,7 @@ impl JsonServer {
     ///
     /// Panics when json-server cannot be installed or does not answer within 30 seconds.
     pub fn start() -> JsonServer {
-        JsonServer::start_with(&shared_data_dir().join("jsonplaceholder-db.json"))
+        JsonServer::start_with(&examples_dir().join("placeholder-db.json"))
     }
 
     /// Starts json-server on a copy of `dataset` (json-server rewrites its file on every write,
@@ -581,4 +583,33 @@ fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>), String> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad status line: {head}"))?;
     Ok((status, raw[split + 4..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the shared folder sits beside the repository (as in CI), the bundled copies must
+    /// be its dataset and OpenAPI document, byte for byte.
+    #[test]
+    fn the_bundled_examples_are_the_shared_data_unchanged() {
+        let shared = workspace_root().join("..").join("shared").join("data");
+        if !shared.is_dir() {
+            eprintln!("no {} to compare the examples with", shared.display());
+            return;
+        }
+        for (bundled, original) in [
+            ("placeholder-db.json", "jsonplaceholder-db.json"),
+            ("placeholder-openapi.json", "placeholder-openapi.json"),
+        ] {
+            let read = |path: PathBuf| {
+                std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            };
+            let same = read(examples_dir().join(bundled)) == read(shared.join(original));
+            assert!(
+                same,
+                "examples/{bundled} differs from shared/data/{original}"
+            );
+        }
+    }
 }

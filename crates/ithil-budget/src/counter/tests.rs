@@ -10,20 +10,11 @@ fn reference(encoding: Encoding) -> &'static tiktoken_rs::CoreBPE {
     }
 }
 
-/// The shared JSONPlaceholder dataset: `ITHIL_SHARED_DATA`, else `shared/data` beside the
-/// checkout (where the workplace and CI put it).
+/// The JSONPlaceholder dataset, as the repository bundles it in `examples/`.
 fn shared_dataset() -> String {
-    let dir = std::env::var_os("ITHIL_SHARED_DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-        PathBuf::from,
-    );
-    let path = dir.join("jsonplaceholder-db.json");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the shared dataset at {} ({e}); set ITHIL_SHARED_DATA",
-            path.display()
-        )
-    })
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/placeholder-db.json");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the dataset at {} ({e})", path.display()))
 }
 
 /// Unicode, emoji, JSON, whitespace runs, special-token look-alikes, and the shared dataset as a

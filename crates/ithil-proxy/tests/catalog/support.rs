@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use ithil_proxy::catalog::{Catalog, CatalogError, CatalogPart, LoadOptions, load_slice};
 use serde_json::{Map, Value};
 
-/// The shared OpenAPI document of the JSONPlaceholder-style API.
+/// The OpenAPI document of the JSONPlaceholder-style API, as the repository bundles it.
 pub fn placeholder_openapi() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/placeholder-openapi.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/placeholder-openapi.json")
 }
 
 /// The bundled example manifest.

@@ -12,14 +12,9 @@ use serde_json::json;
 use super::json::is_card_value;
 use super::*;
 
-/// The shared JSONPlaceholder dataset: `ITHIL_SHARED_DATA`, else `shared/data` beside the
-/// checkout.
+/// The JSONPlaceholder dataset, as the repository bundles it in `examples/`.
 fn dataset() -> Value {
-    let dir = std::env::var_os("ITHIL_SHARED_DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-        PathBuf::from,
-    );
-    let path = dir.join("jsonplaceholder-db.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/placeholder-db.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("the dataset is JSON")

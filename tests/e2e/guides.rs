@@ -32,8 +32,10 @@
 //!
 //! - `localhost:5100` and `127.0.0.1:5100` become the test gateway's address, `localhost:5200`
 //!   and `127.0.0.1:5200` the test json-server's;
-//! - the example agent id `agt_3f9a1c2b`, and `AGENT_ID` right after a `/` (the README's form),
-//!   become the id of the first agent a command of the guide printed.
+//! - the example agent id `agt_3f9a1c2b`, and `AGENT_ID` right after a `/` (a placeholder in a
+//!   path), become the id of the first agent a command of the guide printed. A guide does better
+//!   to capture the id from the create call's answer (`AGENT_ID=$(curl ... | sed -n '...p')`),
+//!   which works as pasted and needs no rewriting.
 //!
 //! The session starts with `set -uo pipefail`, so an unset variable or a failing stage of a
 //! pipe fails the command; `ITHIL_API_KEY` holds the API key the test gateway was started with.
@@ -271,19 +273,39 @@ impl Servers {
         ])
     }
 
-    /// A token of the development agent, from `GET /dev/token`.
-    fn dev_token(&self) -> String {
+    /// The JSON answer of `GET path` with `bearer` as its token, which must be a 200.
+    fn get_json(&self, path: &str, bearer: Option<&str>) -> Value {
         let client = self.gateway.client();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let answer = runtime.block_on(client.get("/dev/token").send());
-        assert_eq!(answer.status, 200, "GET /dev/token: {}", answer.text());
-        answer.json()["token"]
+        let mut request = client.get(path);
+        if let Some(token) = bearer {
+            request = request.bearer(token);
+        }
+        let answer = runtime.block_on(request.send());
+        assert_eq!(answer.status, 200, "GET {path}: {}", answer.text());
+        answer.json()
+    }
+
+    /// The `token` of a `/dev/...` token answer.
+    fn dev_token_from(&self, path: &str) -> String {
+        self.get_json(path, None)["token"]
             .as_str()
             .expect("the answer has a token")
             .to_owned()
+    }
+
+    /// A token of the development agent, from `GET /dev/token`.
+    fn dev_token(&self) -> String {
+        self.dev_token_from("/dev/token")
+    }
+
+    /// The management API's view of an agent, read with a development admin token.
+    fn agent(&self, agent_id: &str) -> Value {
+        let admin = self.dev_token_from("/dev/admin-token");
+        self.get_json(&format!("/management/agents/{agent_id}"), Some(&admin))
     }
 
     /// `text` with the documented ports replaced by the test servers' addresses.
@@ -374,6 +396,29 @@ impl Transcript {
             self.guide,
             step.command
         );
+    }
+
+    /// Asserts that every command starting with `prefix` printed nothing.
+    fn assert_silent(&self, prefix: &str) {
+        let checks: Vec<&Step> = self
+            .steps
+            .iter()
+            .filter(|s| s.command.starts_with(prefix))
+            .collect();
+        assert!(
+            !checks.is_empty(),
+            "{}: no command starts with {prefix:?}\n{self}",
+            self.guide
+        );
+        for step in checks {
+            assert!(
+                step.output.is_empty(),
+                "{}: `{}` printed {:?}\n{self}",
+                self.guide,
+                step.command,
+                step.output
+            );
+        }
     }
 
     /// Asserts that no command printed `text`.
@@ -663,15 +708,26 @@ fn getting_started_runs_as_written() {
 
     t.assert_printed(&["/posts/1"], POST_1_TITLE);
     t.assert_printed(&["/health/ready"], "\"status\":\"ready\"");
-    t.assert_printed(
-        &["-d '{\"label\": \"My Claude Agent\""],
-        "\"agentId\":\"agt_",
+    // The id is taken from the create call's answer, and the agent read back is that one.
+    let agent_id = &t.step(&["echo \"$AGENT_ID\""]).output;
+    assert!(
+        agent_id.len() == 12
+            && agent_id.starts_with("agt_")
+            && agent_id[4..].chars().all(|c| c.is_ascii_hexdigit()),
+        "the create call's agentId is kept\n{t}"
     );
-    t.assert_printed(
-        &["-d '{\"label\": \"My Claude Agent\""],
-        "\"dailyTokenBudget\":50000",
+    let read_back = t.step(&["/management/agents/$AGENT_ID -H"]);
+    assert!(
+        read_back
+            .output
+            .contains(&format!("\"agentId\":\"{agent_id}\""))
+            && read_back.output.contains("\"label\":\"My Claude Agent\"")
+            && read_back.output.contains("\"dailyTokenBudget\":50000"),
+        "the agent read back is the one created\n{t}"
     );
     t.assert_printed(&["echo \"$TOKEN\""], "eyJ");
+    // Every value was extracted: the checks after the extractions stayed silent.
+    t.assert_silent("test -n ");
     let session = t.step(&["echo \"$SESSION\""]);
     assert!(
         session.output.len() == 32 && session.output.chars().all(|c| c.is_ascii_hexdigit()),
@@ -722,10 +778,30 @@ fn the_readme_walkthrough_runs_as_written() {
     t.assert_never_printed("4111 1111 1111 1111");
     t.assert_never_printed("123-45-6789");
 
-    // "Agents, admin tokens and budgets": an agent and its token.
-    t.assert_printed(&["/management/agents -H"], "\"label\":\"My Claude Agent\"");
-    t.assert_printed(&["/management/agents -H"], "\"dailyTokenBudget\":50000");
-    t.assert_printed(&["/management/agents/", "/token"], "\"token\":\"eyJ");
+    // "Agents, admin tokens and budgets": an agent, its id taken from the create call, and a
+    // token issued for that very agent.
+    t.assert_printed(&["/management/agents/$AGENT_ID/token"], "\"token\":\"eyJ");
+    let records: Vec<Value> = run
+        .servers
+        .gateway
+        .stdout_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let created = records
+        .iter()
+        .find(|r| r["action"] == "agent.create")
+        .and_then(|r| r["arguments"]["agentId"].as_str())
+        .unwrap_or_else(|| panic!("the README creates an agent: {records:?}"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "token.issue" && r["arguments"]["agentId"] == created),
+        "the token is issued for the agent the README created: {records:?}"
+    );
+    let agent = run.servers.agent(created);
+    assert_eq!(agent["label"], "My Claude Agent", "{agent}");
+    assert_eq!(agent["dailyTokenBudget"], 50000, "{agent}");
 }
 
 #[test]

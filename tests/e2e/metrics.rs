@@ -24,6 +24,15 @@ fn value(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
+/// Every non-empty line of `stderr` as JSON; panics at the first line that is not.
+fn json_lines(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_call_moves_the_metrics_and_the_json_logs_carry_its_request_id() {
     let opts = GatewayOptions::new()
@@ -114,11 +123,7 @@ async fn a_tool_call_moves_the_metrics_and_the_json_logs_carry_its_request_id() 
     // Every line on stderr is one JSON object; stopping first lets the last ones arrive.
     stack.gateway.stop();
     let stderr = stack.gateway.stderr();
-    let lines: Vec<Value> = stderr
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect();
+    let lines = json_lines(&stderr);
     let message = |line: &Value| line["fields"]["message"].as_str().unwrap_or("").to_owned();
     assert!(
         lines.iter().any(
@@ -167,4 +172,31 @@ async fn a_tool_call_moves_the_metrics_and_the_json_logs_carry_its_request_id() 
                 .is_some_and(|spans| spans.iter().any(|span| span["name"] == "request"))
     });
     assert!(info_in_request.is_none(), "{info_in_request:?}");
+}
+
+#[test]
+fn a_start_that_fails_in_json_mode_says_why_in_json_too() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = GatewayOptions::new()
+        .listen(busy.local_addr().unwrap().to_string())
+        .arg("--log-format")
+        .arg("json")
+        .command(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+
+    let lines = json_lines(&stderr);
+    let last = lines
+        .last()
+        .unwrap_or_else(|| panic!("no lines in:\n{stderr}"));
+    assert_eq!(last["level"], "ERROR", "{stderr}");
+    assert_eq!(
+        last["fields"]["message"], "stopped with an error",
+        "{stderr}"
+    );
+    let error = last["fields"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot listen"), "{stderr}");
 }

@@ -153,11 +153,20 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("ithil: error: {}", chain(&failure));
+            let error = chain(&failure);
+            // A collector reading JSON lines must not choke on the one line that matters.
+            if LOG_FORMAT.get() == Some(&LogFormat::Json) {
+                tracing::error!(error = %error, "stopped with an error");
+            } else {
+                eprintln!("ithil: error: {error}");
+            }
             ExitCode::from(failure.exit_code())
         }
     }
 }
+
+/// The format logging was set up with, once it is.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 impl Failure {
     /// 2 for invalid configuration (as for a usage error), 1 when the server cannot start or
@@ -307,6 +316,7 @@ fn check_config(flags: &Flags, env: &Environment) -> Result<(), Failure> {
 /// In JSON each line is one object: `timestamp`, `level`, `target`, `fields` (with `message`),
 /// `span` (the innermost span's fields) and `spans` (every enclosing span, outermost first).
 fn init_logging(format: LogFormat) {
+    let _ = LOG_FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()

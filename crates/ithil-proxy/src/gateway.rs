@@ -283,6 +283,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) peer: SocketAddr,
     /// The session the request belongs to, which scopes the ids it may cancel.
     pub(crate) session: &'a str,
+    /// The span the request arrived in (the server's span of the HTTP request, if any): a tool
+    /// call records its tool there once the catalog knows it.
+    pub(crate) span: &'a tracing::Span,
 }
 
 impl Gateway {
@@ -546,11 +549,13 @@ impl Gateway {
                         return self.refuse_http(parts, agent_id, outcome, *resp).await;
                     }
                 };
+                let span = tracing::Span::current();
                 let ctx = Ctx {
                     principal,
                     version,
                     peer,
                     session: &session.id,
+                    span: &span,
                 };
                 let request_id = self.request_id(&parts.extensions);
                 let handled = self.dispatch(&ctx, message, request_id).await;
@@ -589,11 +594,13 @@ impl Gateway {
                         .refuse_http(parts, agent_id, Outcome::InvalidRequest, resp)
                         .await;
                 }
+                let span = tracing::Span::current();
                 let ctx = Ctx {
                     principal,
                     version,
                     peer,
                     session: &session.id,
+                    span: &span,
                 };
                 self.batch(&ctx, items, format).await
             }
@@ -673,6 +680,7 @@ impl Gateway {
                 version: ctx.version,
                 peer: ctx.peer,
                 session: ctx.session,
+                span: ctx.span,
             };
 
             let reply = match item {
@@ -838,22 +846,9 @@ impl Gateway {
     }
 
     /// Handles one message within a session and commits its audit record under `request_id`,
-    /// inside a debug span that carries it. The tool a `tools/call` names goes to the `tool`
-    /// field of the caller's span (the server's span of the HTTP request), if it has one and
-    /// the name is one of the catalog's: a name the agent made up stays out of the log's spans.
+    /// inside a debug span that carries it.
     async fn dispatch(&self, ctx: &Ctx<'_>, message: Message, request_id: String) -> Handled {
         use tracing::Instrument as _;
-        if let Message::Request(req) = &message
-            && req.method == "tools/call"
-            && let Some(name) = req
-                .params
-                .as_ref()
-                .and_then(|p| p.get("name"))
-                .and_then(Value::as_str)
-            && self.catalog().tool(name).is_some()
-        {
-            tracing::Span::current().record("tool", name);
-        }
         let span = tracing::debug_span!(
             "mcp",
             request.id = %request_id,

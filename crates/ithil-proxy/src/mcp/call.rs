@@ -135,9 +135,8 @@ fn withheld_error(
 ) -> ErrorObject {
     let remaining = limit.saturating_sub(used);
     if tool.writes() {
-        let performed = status.is_some_and(|s| (200..300).contains(&s));
         let status_text = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
-        let first = if performed {
+        let first = if write_performed(status) {
             format!("The write was carried out (the downstream answered HTTP {status_text})")
         } else {
             format!("The downstream answered this write with HTTP {status_text}")
@@ -148,10 +147,7 @@ fn withheld_error(
             counted(tokens),
             counted(remaining)
         );
-        return ErrorObject::new(BUDGET_EXHAUSTED, message).with_data(json!({
-            "writePerformed": performed,
-            "downstreamStatus": status,
-        }));
+        return note_write(tool, status, ErrorObject::new(BUDGET_EXHAUSTED, message));
     }
     if remaining == 0 {
         return ErrorObject::new(BUDGET_EXHAUSTED, BUDGET_EXHAUSTED_MESSAGE);
@@ -179,8 +175,12 @@ fn note_write(tool: &Tool, status: Option<u16>, e: ErrorObject) -> ErrorObject {
     if !tool.writes() {
         return e;
     }
-    let performed = status.is_some_and(|s| (200..300).contains(&s));
-    e.with_data(json!({ "writePerformed": performed, "downstreamStatus": status }))
+    e.with_data(json!({ "writePerformed": write_performed(status), "downstreamStatus": status }))
+}
+
+/// Whether a write was carried out: its downstream answered with a 2xx status.
+fn write_performed(status: Option<u16>) -> bool {
+    status.is_some_and(|s| (200..300).contains(&s))
 }
 
 impl Gateway {
@@ -261,6 +261,9 @@ impl Gateway {
             return Err(Stop::Refused(Outcome::UnknownTool, e, Class::Ok));
         };
         note.known_tool = true;
+        // Only a name of the catalog reaches the request's span: one the agent made up stays
+        // out of the logs' spans.
+        ctx.span.record("tool", name);
         if let Some(refusal) = refusal(principal, tool) {
             let e = ErrorObject::new(FORBIDDEN, refusal.message(tool));
             return Err(Stop::Refused(refusal.outcome(), e, Class::Forbidden));

@@ -75,9 +75,7 @@ async fn a_deactivated_agent_is_refused_on_its_next_request_and_audited() {
         is_active: Some(false),
         ..AgentPatch::default()
     };
-    h.registry
-        .update(&agent.agent_id, patch, h.clock_now())
-        .unwrap();
+    h.update_agent(&agent.agent_id, patch);
 
     let reply = h.call(&token, &s, "getPost", json!({ "id": "1" })).await;
     assert_unauthorized(&reply);
@@ -166,9 +164,7 @@ async fn a_principal_of_an_agent_deactivated_since_authentication_is_refused() {
         is_active: Some(false),
         ..AgentPatch::default()
     };
-    h.registry
-        .update(&agent.agent_id, patch, h.clock_now())
-        .unwrap();
+    h.update_agent(&agent.agent_id, patch);
     let body = Bytes::from(initialize(1, "2025-11-25").to_string());
     let resp = h
         .gateway

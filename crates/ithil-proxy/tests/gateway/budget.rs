@@ -1,15 +1,21 @@
 //! Budgets and the audit trail as the gateway applies them.
 
-use ithil_budget::{TokenCounter, utc_day};
+use ithil_budget::TokenCounter;
 use ithil_proxy::gateway::{BUDGET_EXHAUSTED_MESSAGE, GatewayConfig};
-use ithil_registry::NewAgent;
+use ithil_registry::{Agent, NewAgent};
 use serde_json::json;
 
-use crate::support::Harness;
+use crate::support::{Harness, ten_words, withheld_message};
 
-/// The tokens of the `getText` answer for ten words.
-fn ten_words() -> u64 {
-    TokenCounter::default().count(&["word"; 10].join(" "))
+/// An agent with three tokens left after one ten-word call, its token and its session.
+async fn three_tokens_left(h: &Harness) -> (Agent, String, String) {
+    let (agent, token) = h.agent(NewAgent {
+        daily_token_budget: Some(ten_words() + 3),
+        ..NewAgent::new("tight")
+    });
+    let s = h.initialize(&token, "2025-11-25").await;
+    h.call(&token, &s, "getText", json!({ "n": "10" })).await;
+    (agent, token, s)
 }
 
 #[tokio::test]
@@ -23,10 +29,7 @@ async fn an_agent_with_nothing_left_is_refused_before_the_downstream() {
 
     let first = h.call(&token, &s, "getText", json!({ "n": "10" })).await;
     assert_eq!(first.json()["result"]["isError"], false);
-    assert_eq!(
-        h.budget.used(&agent.agent_id, utc_day(h.clock_now())),
-        ten_words()
-    );
+    assert_eq!(h.used_today(&agent.agent_id), ten_words());
 
     let second = h.call(&token, &s, "getText", json!({ "n": "10" })).await;
     assert_eq!(second.error_code(), -32029);
@@ -41,21 +44,13 @@ async fn an_agent_with_nothing_left_is_refused_before_the_downstream() {
 #[tokio::test]
 async fn a_result_that_does_not_fit_is_withheld_and_not_charged() {
     let h = Harness::new().await;
-    let (agent, token) = h.agent(NewAgent {
-        daily_token_budget: Some(ten_words() + 3),
-        ..NewAgent::new("tight")
-    });
-    let s = h.initialize(&token, "2025-11-25").await;
-    h.call(&token, &s, "getText", json!({ "n": "10" })).await;
+    let (agent, token, s) = three_tokens_left(&h).await;
 
     let withheld = h.call(&token, &s, "getText", json!({ "n": "10" })).await;
     assert_eq!(withheld.error_code(), -32029);
     assert!(withheld.json().get("result").is_none());
     assert_eq!(h.downstream.seen().len(), 2);
-    assert_eq!(
-        h.budget.used(&agent.agent_id, utc_day(h.clock_now())),
-        ten_words()
-    );
+    assert_eq!(h.used_today(&agent.agent_id), ten_words());
     let record = h.records(&agent.agent_id).pop().unwrap();
     assert_eq!(record.outcome, "withheld_over_budget");
     assert_eq!(record.tokens, 0);
@@ -102,7 +97,7 @@ async fn charged_tokens_equal_the_tokens_in_the_audit_trail() {
     h.call(&token, &s, "getStatus", json!({ "code": "418" }))
         .await;
 
-    let used = h.budget.used(&agent.agent_id, utc_day(h.clock_now()));
+    let used = h.used_today(&agent.agent_id);
     let recorded: u64 = h.records(&agent.agent_id).iter().map(|r| r.tokens).sum();
     assert!(used > 0);
     assert_eq!(used, recorded);
@@ -165,7 +160,7 @@ async fn racing_calls_never_charge_past_the_limit_and_charged_results_are_the_on
             withheld += 1;
         }
     }
-    let used = h.budget.used(&agent.agent_id, utc_day(h.clock_now()));
+    let used = h.used_today(&agent.agent_id);
     assert_eq!(used, 7 * ten_words());
     assert_eq!(received, used);
     assert_eq!(withheld, 23);
@@ -176,23 +171,14 @@ async fn a_withheld_result_says_what_it_cost_and_what_was_left_instead_of_exhaus
     // The withheld answer used to say "Daily token budget exhausted" although tokens were left,
     // so an agent stopped calling when a smaller result would still have fit.
     let h = Harness::new().await;
-    let (_, token) = h.agent(NewAgent {
-        daily_token_budget: Some(ten_words() + 3),
-        ..NewAgent::new("tight")
-    });
-    let s = h.initialize(&token, "2025-11-25").await;
-    h.call(&token, &s, "getText", json!({ "n": "10" })).await;
+    let (_, token, s) = three_tokens_left(&h).await;
 
     let withheld = h.call(&token, &s, "getText", json!({ "n": "10" })).await;
 
     assert_eq!(withheld.error_code(), -32029);
     assert_eq!(
         withheld.json()["error"]["message"],
-        format!(
-            "The result of this call ({} tokens) exceeds the remaining daily token budget \
-             (3 tokens). Limit resets at midnight UTC.",
-            ten_words()
-        )
+        withheld_message(ten_words(), 3)
     );
     // A result that fits in the 3 tokens left still comes through.
     let small = h.call(&token, &s, "getText", json!({ "n": "1" })).await;

@@ -4,13 +4,12 @@
 use std::sync::atomic::Ordering;
 
 use http::StatusCode;
-use ithil_budget::{TokenCounter, utc_day};
 use ithil_proxy::circuit::CircuitState;
 use ithil_proxy::gateway::{ErrorStatus, GatewayConfig};
 use ithil_registry::NewAgent;
 use serde_json::json;
 
-use crate::support::Harness;
+use crate::support::{Harness, ten_words};
 
 /// Opens the circuit of `flaky` with five failed calls, checking each answer.
 async fn open_flaky(h: &Harness, token: &str, session: &str) {
@@ -50,7 +49,7 @@ async fn five_failures_open_the_circuit_and_later_calls_never_reach_the_downstre
     assert_eq!(record.tool.as_deref(), Some("getFlaky"));
     assert_eq!(record.tokens, 0);
     assert_eq!(record.downstream_status, None);
-    assert_eq!(h.budget.used(&agent.agent_id, utc_day(h.clock_now())), 0);
+    assert_eq!(h.used_today(&agent.agent_id), 0);
 
     // Other downstreams are not affected.
     let other = h.call(&token, &s, "getPost", json!({ "id": "1" })).await;
@@ -203,9 +202,8 @@ async fn invalid_arguments_never_reach_the_circuit() {
 async fn an_exhausted_budget_is_refused_before_the_circuit_is_asked() {
     let h = Harness::extended(GatewayConfig::default()).await;
     let (_, token) = h.open_agent();
-    let ten_words = TokenCounter::default().count(&["word"; 10].join(" "));
     let (_, spent) = h.agent(NewAgent {
-        daily_token_budget: Some(ten_words),
+        daily_token_budget: Some(ten_words()),
         ..NewAgent::new("spent")
     });
     let s = h.initialize(&token, "2025-11-25").await;

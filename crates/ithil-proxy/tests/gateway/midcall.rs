@@ -8,18 +8,12 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use ithil_audit::Outcome;
-use ithil_budget::{TokenCounter, utc_day};
 use ithil_proxy::gateway::GatewayConfig;
 use ithil_registry::{AgentPatch, NewAgent};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::support::{Harness, Reply};
-
-/// The tokens of the `holdText` answer for ten words.
-fn ten_words() -> u64 {
-    TokenCounter::default().count(&["word"; 10].join(" "))
-}
+use crate::support::{Harness, Reply, ten_words, withheld_message};
 
 /// Starts `tool` in a task; it waits at the downstream until [`TestDownstream::release`].
 fn spawn_call(
@@ -38,8 +32,36 @@ fn spawn_call(
     tokio::spawn(async move { h.call(&token, &session, &tool, args).await })
 }
 
-fn patch(h: &Harness, agent_id: &str, patch: AgentPatch) {
-    h.registry.update(agent_id, patch, h.clock_now()).unwrap();
+/// Calls `tool` with ten words, runs `change` once the downstream holds the request, then lets
+/// the downstream answer and returns the reply.
+async fn call_changed_midway(
+    h: &Arc<Harness>,
+    token: &str,
+    session: &str,
+    tool: &str,
+    change: impl FnOnce(&Harness),
+) -> Reply {
+    let call = spawn_call(h, token, session, tool, json!({ "n": "10" }));
+    h.downstream.arrived("/hold/", 1).await;
+    change(h);
+    h.downstream.release();
+    call.await.unwrap()
+}
+
+/// The patch that deactivates an agent.
+fn deactivate() -> AgentPatch {
+    AgentPatch {
+        is_active: Some(false),
+        ..AgentPatch::default()
+    }
+}
+
+/// The patch that sets an agent's daily limit to `limit`.
+fn limit(limit: u64) -> AgentPatch {
+    AgentPatch {
+        daily_token_budget: Some(Some(limit)),
+        ..AgentPatch::default()
+    }
 }
 
 #[tokio::test]
@@ -50,22 +72,17 @@ async fn a_call_whose_agent_is_deactivated_while_it_waits_gets_no_result_and_no_
     let (agent, token) = h.open_agent();
     let s = h.initialize(&token, "2025-11-25").await;
 
-    let call = spawn_call(&h, &token, &s, "holdText", json!({ "n": "10" }));
-    h.downstream.arrived("/hold/", 1).await;
-    let deactivate = AgentPatch {
-        is_active: Some(false),
-        ..AgentPatch::default()
-    };
-    patch(&h, &agent.agent_id, deactivate);
-    h.downstream.release();
-    let reply = call.await.unwrap();
+    let reply = call_changed_midway(&h, &token, &s, "holdText", |h| {
+        h.update_agent(&agent.agent_id, deactivate());
+    })
+    .await;
 
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
     assert_eq!(reply.error_code(), -32001);
     assert_eq!(reply.json()["id"], 7);
     assert!(reply.json().get("result").is_none(), "{}", reply.text());
-    assert_eq!(h.budget.used(&agent.agent_id, utc_day(h.clock_now())), 0);
+    assert_eq!(h.used_today(&agent.agent_id), 0);
     let record = h.records(&agent.agent_id).pop().unwrap();
     assert_eq!(record.outcome, "unauthenticated");
     assert_eq!(record.tool.as_deref(), Some("holdText"));
@@ -79,15 +96,14 @@ async fn a_call_whose_agent_is_deleted_while_it_waits_gets_no_result() {
     let (agent, token) = h.open_agent();
     let s = h.initialize(&token, "2025-11-25").await;
 
-    let call = spawn_call(&h, &token, &s, "holdText", json!({ "n": "10" }));
-    h.downstream.arrived("/hold/", 1).await;
-    h.registry.delete(&agent.agent_id).unwrap();
-    h.downstream.release();
-    let reply = call.await.unwrap();
+    let reply = call_changed_midway(&h, &token, &s, "holdText", |h| {
+        h.registry.delete(&agent.agent_id).unwrap();
+    })
+    .await;
 
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.error_code(), -32001);
-    assert_eq!(h.budget.used(&agent.agent_id, utc_day(h.clock_now())), 0);
+    assert_eq!(h.used_today(&agent.agent_id), 0);
     let record = h.records(&agent.agent_id).pop().unwrap();
     assert_eq!(record.outcome, "unauthenticated");
     assert_eq!(record.tokens, 0);
@@ -104,26 +120,17 @@ async fn a_limit_lowered_while_a_call_waits_applies_to_its_charge() {
     });
     let s = h.initialize(&token, "2025-11-25").await;
 
-    let call = spawn_call(&h, &token, &s, "holdText", json!({ "n": "10" }));
-    h.downstream.arrived("/hold/", 1).await;
-    let lower = AgentPatch {
-        daily_token_budget: Some(Some(5)),
-        ..AgentPatch::default()
-    };
-    patch(&h, &agent.agent_id, lower);
-    h.downstream.release();
-    let reply = call.await.unwrap();
+    let reply = call_changed_midway(&h, &token, &s, "holdText", |h| {
+        h.update_agent(&agent.agent_id, limit(5));
+    })
+    .await;
 
     assert_eq!(reply.error_code(), -32029, "{}", reply.text());
     assert_eq!(
         reply.json()["error"]["message"],
-        format!(
-            "The result of this call ({} tokens) exceeds the remaining daily token budget \
-             (5 tokens). Limit resets at midnight UTC.",
-            ten_words()
-        )
+        withheld_message(ten_words(), 5)
     );
-    assert_eq!(h.budget.used(&agent.agent_id, utc_day(h.clock_now())), 0);
+    assert_eq!(h.used_today(&agent.agent_id), 0);
     let record = h.records(&agent.agent_id).pop().unwrap();
     assert_eq!(record.outcome, "withheld_over_budget");
     assert_eq!(record.tokens, 0);
@@ -138,21 +145,13 @@ async fn a_limit_raised_while_a_call_waits_lets_its_result_through() {
     });
     let s = h.initialize(&token, "2025-11-25").await;
 
-    let call = spawn_call(&h, &token, &s, "holdText", json!({ "n": "10" }));
-    h.downstream.arrived("/hold/", 1).await;
-    let raise = AgentPatch {
-        daily_token_budget: Some(Some(1000)),
-        ..AgentPatch::default()
-    };
-    patch(&h, &agent.agent_id, raise);
-    h.downstream.release();
-    let reply = call.await.unwrap();
+    let reply = call_changed_midway(&h, &token, &s, "holdText", |h| {
+        h.update_agent(&agent.agent_id, limit(1000));
+    })
+    .await;
 
     assert_eq!(reply.json()["result"]["isError"], false, "{}", reply.text());
-    assert_eq!(
-        h.budget.used(&agent.agent_id, utc_day(h.clock_now())),
-        ten_words()
-    );
+    assert_eq!(h.used_today(&agent.agent_id), ten_words());
 }
 
 #[tokio::test]
@@ -164,19 +163,18 @@ async fn an_allowlist_narrowed_while_a_call_waits_withholds_its_result() {
     });
     let s = h.initialize(&token, "2025-11-25").await;
 
-    let call = spawn_call(&h, &token, &s, "holdText", json!({ "n": "10" }));
-    h.downstream.arrived("/hold/", 1).await;
     let narrow = AgentPatch {
         allowed_tools: Some(Some(vec!["getPost".into()])),
         ..AgentPatch::default()
     };
-    patch(&h, &agent.agent_id, narrow);
-    h.downstream.release();
-    let reply = call.await.unwrap();
+    let reply = call_changed_midway(&h, &token, &s, "holdText", |h| {
+        h.update_agent(&agent.agent_id, narrow);
+    })
+    .await;
 
     assert_eq!(reply.error_code(), -32003, "{}", reply.text());
     assert!(reply.json().get("result").is_none());
-    assert_eq!(h.budget.used(&agent.agent_id, utc_day(h.clock_now())), 0);
+    assert_eq!(h.used_today(&agent.agent_id), 0);
     let record = h.records(&agent.agent_id).pop().unwrap();
     assert_eq!(record.outcome, "denied_allowlist");
     assert_eq!(record.downstream_status, Some(200));
@@ -191,15 +189,10 @@ async fn a_withheld_write_says_that_the_write_was_carried_out() {
     });
     let s = h.initialize(&token, "2025-11-25").await;
 
-    let call = spawn_call(&h, &token, &s, "holdWrite", json!({ "n": "10" }));
-    h.downstream.arrived("/hold/", 1).await;
-    let lower = AgentPatch {
-        daily_token_budget: Some(Some(5)),
-        ..AgentPatch::default()
-    };
-    patch(&h, &agent.agent_id, lower);
-    h.downstream.release();
-    let reply = call.await.unwrap();
+    let reply = call_changed_midway(&h, &token, &s, "holdWrite", |h| {
+        h.update_agent(&agent.agent_id, limit(5));
+    })
+    .await;
 
     assert_eq!(reply.error_code(), -32029, "{}", reply.text());
     let error = &reply.json()["error"];
@@ -238,11 +231,7 @@ async fn a_batch_stops_at_the_message_after_its_agent_was_deactivated() {
         tokio::spawn(async move { h.post(&token, Some(&s), Some("2025-03-26"), &batch).await })
     };
     h.downstream.arrived("/hold/", 1).await;
-    let deactivate = AgentPatch {
-        is_active: Some(false),
-        ..AgentPatch::default()
-    };
-    patch(&h, &agent.agent_id, deactivate);
+    h.update_agent(&agent.agent_id, deactivate());
     h.downstream.release();
     let reply = send.await.unwrap();
 
@@ -259,7 +248,7 @@ async fn a_batch_stops_at_the_message_after_its_agent_was_deactivated() {
         0,
         "a later call was forwarded"
     );
-    assert_eq!(h.budget.used(&agent.agent_id, utc_day(h.clock_now())), 0);
+    assert_eq!(h.used_today(&agent.agent_id), 0);
 
     let records = h.records(&agent.agent_id);
     let last: Vec<(&str, &str)> = records[records.len() - 4..]

@@ -14,12 +14,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use ithil_audit::{AuditLog, AuditRecord, Query};
-use ithil_budget::Budget;
+use ithil_budget::{Budget, TokenCounter, utc_day};
 use ithil_proxy::catalog::{self, Catalog, LoadOptions};
 use ithil_proxy::circuit::{CircuitBreakers, CircuitConfig, Transition};
 use ithil_proxy::gateway::{Gateway, GatewayConfig, GatewayDeps};
 use ithil_proxy::privacy::PrivacyFilter;
-use ithil_registry::{Agent, Credentials, NewAgent, Registry};
+use ithil_registry::{Agent, AgentPatch, Credentials, NewAgent, Registry};
 use ithil_token::{Clock, KeyRing, ManualClock, SigningKey};
 use serde_json::{Value, json};
 use time::macros::datetime;
@@ -445,11 +445,6 @@ impl Harness {
         }
     }
 
-    /// The harness clock's instant.
-    pub fn clock_now(&self) -> time::OffsetDateTime {
-        self.clock.now()
-    }
-
     /// Creates an agent and a one-day token for it.
     pub fn agent(&self, new: NewAgent) -> (Agent, String) {
         let agent = self.registry.create(new, self.clock.now()).unwrap();
@@ -464,6 +459,18 @@ impl Harness {
     /// An agent without allowlist or scopes.
     pub fn open_agent(&self) -> (Agent, String) {
         self.agent(NewAgent::new("open agent"))
+    }
+
+    /// Applies `patch` to the agent `agent_id` at the harness clock's instant.
+    pub fn update_agent(&self, agent_id: &str, patch: AgentPatch) {
+        self.registry
+            .update(agent_id, patch, self.clock.now())
+            .unwrap();
+    }
+
+    /// The tokens charged to `agent_id` on the harness clock's UTC day.
+    pub fn used_today(&self, agent_id: &str) -> u64 {
+        self.budget.used(agent_id, utc_day(self.clock.now()))
     }
 
     /// Every audit record of `agent_id`, oldest first.
@@ -533,6 +540,19 @@ impl Harness {
         self.post(token, Some(session), Some("2025-11-25"), &body)
             .await
     }
+}
+
+/// The tokens of the `getText` and `holdText` answers for ten words.
+pub fn ten_words() -> u64 {
+    TokenCounter::default().count(&["word"; 10].join(" "))
+}
+
+/// The message of a result withheld because its `cost` exceeds the `left` of the day's budget.
+pub fn withheld_message(cost: u64, left: u64) -> String {
+    format!(
+        "The result of this call ({cost} tokens) exceeds the remaining daily token budget \
+         ({left} tokens). Limit resets at midnight UTC."
+    )
 }
 
 /// An `initialize` request.

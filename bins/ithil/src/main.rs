@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ithil_proxy::privacy::{CustomRule, PrivacyError, PrivacyFilter};
 
 use crate::config::{Config, ConfigError, Environment, Flags, LogFormat};
 
@@ -260,30 +259,9 @@ fn check_config(flags: &Flags, env: &Environment) -> Result<(), Failure> {
     // The settings: every key, its form and range, `${env:...}` references, the signing key.
     let config = Config::load(flags, env)?;
 
-    // The custom privacy rules compile, as `serve` compiles them.
-    let rules: Vec<CustomRule> = config
-        .privacy_rules
-        .iter()
-        .map(|rule| CustomRule::new(rule.pattern.clone(), rule.replacement.clone()))
-        .collect();
-    PrivacyFilter::new(&rules).map_err(|source| {
-        let index = match &source {
-            PrivacyError::InvalidPattern { index, .. }
-            | PrivacyError::MatchesEmpty { index, .. } => Some(*index),
-            _ => None,
-        };
-        let key = index
-            .and_then(|index| config.privacy_rules.get(index))
-            .map_or_else(|| "privacy.customRules".to_owned(), |rule| rule.key.clone());
-        Failure::Check(state::StateError::Privacy { key, source })
-    })?;
-
-    // Every catalog file loads and they merge into one catalog, as at start.
-    let source = catalog::CatalogSource::new(&config, env)
-        .map_err(|e| Failure::Check(state::StateError::Catalog(e)))?;
-    let tools = source
-        .load()
-        .map_err(|e| Failure::Check(state::StateError::Catalog(e)))?;
+    // The custom privacy rules compile and every catalog file loads and they merge into one
+    // catalog, as at start.
+    let prepared = state::Prepared::new(&config, env).map_err(Failure::Check)?;
 
     println!(
         "configuration is valid: listen={} data={} {config}",
@@ -294,14 +272,14 @@ fn check_config(flags: &Flags, env: &Environment) -> Result<(), Failure> {
         "checked: the settings, {} catalog file(s) merged into {} tool(s), {} custom privacy \
          rule(s)",
         config.catalog.files.len(),
-        tools.len(),
-        rules.len()
+        prepared.loaded.len(),
+        config.privacy_rules.len()
     );
     let mut unchecked = vec![
         format!("the store in {}", config.server.data_dir.display()),
         format!("whether {} is free to listen on", config.server.listen),
     ];
-    if let Some(discovery) = source.discovery() {
+    if let Some(discovery) = prepared.catalog.discovery() {
         unchecked.push(format!(
             "discovery from {} at {} (needs the network)",
             discovery.downstream.base_url, discovery.schema_path

@@ -136,15 +136,23 @@ tokio::task_local! {
 
 /// What is built from the configuration alone: checked before the store is opened, so that a
 /// configuration the gateway refuses (a privacy rule that does not compile, a catalog file that
-/// does not load) never leaves a new store behind.
-struct Prepared {
+/// does not load) never leaves a new store behind. `check-config` builds it too.
+pub struct Prepared {
     privacy: PrivacyFilter,
-    catalog: CatalogSource,
-    loaded: Catalog,
+    /// The catalog's sources.
+    pub catalog: CatalogSource,
+    /// The catalog merged from them.
+    pub loaded: Catalog,
 }
 
 impl Prepared {
-    fn new(config: &Config, env: &Environment) -> Result<Prepared, StateError> {
+    /// Compiles the custom privacy rules and loads and merges the catalog files.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a privacy rule does not compile (naming the rule's key) or a catalog file
+    /// does not load.
+    pub fn new(config: &Config, env: &Environment) -> Result<Prepared, StateError> {
         let rules: Vec<CustomRule> = config
             .privacy_rules
             .iter()
@@ -461,6 +469,19 @@ impl Readiness {
 mod tests {
     use super::*;
 
+    /// [`AppState::open`] with the data directory `data` and the environment `env`.
+    fn open_at(
+        data: &std::path::Path,
+        env: &Environment,
+    ) -> Result<(AppState, ChargeWriter), StateError> {
+        let flags = crate::config::Flags {
+            data: Some(data.to_owned()),
+            ..crate::config::Flags::default()
+        };
+        let config = Config::load(&flags, env).unwrap();
+        AppState::open(&config, Arc::new(ithil_token::SystemClock), env)
+    }
+
     #[test]
     fn a_privacy_rule_that_does_not_compile_leaves_no_store_behind() {
         // A bad rule used to be found only after the store was created, so a refused start
@@ -470,15 +491,8 @@ mod tests {
         let env: Environment = [("Ithil__Privacy__CustomRules__0__Pattern", "(unclosed")]
             .into_iter()
             .collect();
-        let flags = crate::config::Flags {
-            data: Some(data.clone()),
-            ..crate::config::Flags::default()
-        };
-        let config = Config::load(&flags, &env).unwrap();
 
-        let error = AppState::open(&config, Arc::new(ithil_token::SystemClock), &env)
-            .err()
-            .expect("the rule is refused");
+        let error = open_at(&data, &env).err().expect("the rule is refused");
 
         assert!(
             error.to_string().contains("privacy.customRules.0"),
@@ -491,15 +505,8 @@ mod tests {
     fn open_creates_the_store_of_a_valid_configuration() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let env = Environment::default();
-        let flags = crate::config::Flags {
-            data: Some(data.clone()),
-            ..crate::config::Flags::default()
-        };
-        let config = Config::load(&flags, &env).unwrap();
 
-        let (state, _writer) =
-            AppState::open(&config, Arc::new(ithil_token::SystemClock), &env).unwrap();
+        let (state, _writer) = open_at(&data, &Environment::default()).unwrap();
 
         assert!(state.store.path().starts_with(&data));
         assert!(state.store.path().exists());
@@ -509,14 +516,7 @@ mod tests {
     #[tokio::test]
     async fn records_made_inside_a_request_carry_its_id() {
         let dir = tempfile::tempdir().unwrap();
-        let env = Environment::default();
-        let flags = crate::config::Flags {
-            data: Some(dir.path().join("data")),
-            ..crate::config::Flags::default()
-        };
-        let config = Config::load(&flags, &env).unwrap();
-        let (state, _writer) =
-            AppState::open(&config, Arc::new(ithil_token::SystemClock), &env).unwrap();
+        let (state, _writer) = open_at(&dir.path().join("data"), &Environment::default()).unwrap();
 
         let inside = AppState::in_request("req_00000000000000ab".to_owned(), async {
             (state.request_id(), state.request_id())
@@ -543,14 +543,7 @@ mod tests {
             ));
         }
         let env: Environment = pairs.into_iter().collect();
-        let flags = crate::config::Flags {
-            data: Some(data.to_owned()),
-            ..crate::config::Flags::default()
-        };
-        let config = Config::load(&flags, &env).unwrap();
-        AppState::open(&config, Arc::new(ithil_token::SystemClock), &env)
-            .unwrap()
-            .0
+        open_at(data, &env).unwrap().0
     }
 
     #[test]
@@ -585,16 +578,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let flags = crate::config::Flags {
-            data: Some(data.clone()),
-            ..crate::config::Flags::default()
-        };
-        let (state, _writer) = AppState::open(
-            &Config::load(&flags, &Environment::default()).unwrap(),
-            Arc::new(ithil_token::SystemClock),
-            &Environment::default(),
-        )
-        .unwrap();
+        let (state, _writer) = open_at(&data, &Environment::default()).unwrap();
         let generated = state
             .store
             .signing_key(|| -> Result<Vec<u8>, ()> { panic!("the key was generated") })
@@ -610,8 +594,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let config = Config::load(&flags, &env).unwrap();
-        let error = AppState::open(&config, Arc::new(ithil_token::SystemClock), &env)
+        let error = open_at(&data, &env)
             .err()
             .expect("the repeated key is refused");
 

@@ -28,6 +28,18 @@ fn error(result: Result<Config, ConfigError>) -> String {
     result.unwrap_err().to_string()
 }
 
+/// Asserts that each `(json, text)` of `cases`, as the configuration file, is refused with a
+/// message that contains `text` (mostly the key at fault).
+fn refused_naming(cases: &[(&str, &str)]) {
+    for (json, key) in cases {
+        let (_dir, flags) = file(json);
+        let result = load(&flags, &[]);
+        assert!(result.is_err(), "{json} was accepted");
+        let message = error(result);
+        assert!(message.contains(key), "{json}: {message}");
+    }
+}
+
 #[test]
 fn nothing_configured_gives_the_documented_defaults() {
     let config = load(&Flags::default(), &[]).unwrap();
@@ -236,7 +248,7 @@ fn the_request_limits_are_read_from_the_file_and_the_environment() {
 
 #[test]
 fn request_limits_outside_their_range_are_refused_by_key() {
-    for (json, key) in [
+    refused_naming(&[
         // hyper cannot parse a request head in a buffer smaller than 8 KiB.
         (
             r#"{"server": {"maxHeaderBytes": 8191}}"#,
@@ -258,11 +270,7 @@ fn request_limits_outside_their_range_are_refused_by_key() {
             r#"{"server": {"maxConnectionsPerPeer": 0}}"#,
             "server.maxConnectionsPerPeer",
         ),
-    ] {
-        let (_dir, flags) = file(json);
-        let message = error(load(&flags, &[]));
-        assert!(message.contains(key), "{json}: {message}");
-    }
+    ]);
 }
 
 #[test]
@@ -342,7 +350,7 @@ fn a_value_of_the_wrong_form_names_the_key_and_its_source() {
     );
     assert!(message.contains("\"ninety\""), "{message}");
 
-    for (json, key) in [
+    refused_naming(&[
         (
             r#"{"admin": {"tokenExpiryDays": 0}}"#,
             "admin.tokenExpiryDays",
@@ -373,13 +381,7 @@ fn a_value_of_the_wrong_form_names_the_key_and_its_source() {
             "privacy.customRules.0.pattern",
         ),
         (r#"[1, 2]"#, "must hold a JSON object"),
-    ] {
-        let (_dir, flags) = file(json);
-        let result = load(&flags, &[]);
-        assert!(result.is_err(), "{json} was accepted");
-        let message = error(result);
-        assert!(message.contains(key), "{json}: {message}");
-    }
+    ]);
 }
 
 #[test]
@@ -693,7 +695,7 @@ fn the_circuit_breaker_keys_are_read_from_the_file_and_the_environment() {
 
 #[test]
 fn circuit_breaker_values_out_of_range_are_refused_by_key() {
-    for (json, key) in [
+    refused_naming(&[
         (
             r#"{"circuitBreaker": {"failureRatio": 0}}"#,
             "circuitBreaker.failureRatio",
@@ -720,13 +722,7 @@ fn circuit_breaker_values_out_of_range_are_refused_by_key() {
         ),
         (r#"{"mcp": {"maxJsonDepth": 1}}"#, "mcp.maxJsonDepth"),
         (r#"{"mcp": {"maxJsonDepth": 129}}"#, "mcp.maxJsonDepth"),
-    ] {
-        let (_dir, flags) = file(json);
-        let result = load(&flags, &[]);
-        assert!(result.is_err(), "{json} was accepted");
-        let message = error(result);
-        assert!(message.contains(key), "{json}: {message}");
-    }
+    ]);
 
     let message = error(load(
         &Flags::default(),

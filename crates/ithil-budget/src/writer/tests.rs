@@ -403,13 +403,14 @@ async fn extra_work_commits_with_its_charge_and_sees_the_outcome() {
     assert_eq!(store.budget.used("agt_a", DAY), 40);
 }
 
-/// Queues `requests` as charges of `agt_a` (limit 1 000) in this order, then starts the writer,
-/// so that they form one group; answers each request's result and the writer's thread.
+/// Opens a writer on `budget`, queues `requests` as charges of `agt_a` (limit 1 000) in this
+/// order, then starts the writer, so that they form one group; answers each request's result
+/// once the writer's thread has ended.
 async fn one_group(
-    handle: ChargeHandle,
-    writer: ChargeWriter,
+    budget: &Budget,
     requests: Vec<(u64, Option<ExtraWork>)>,
 ) -> Vec<Result<ChargeOutcome, &'static str>> {
+    let (handle, writer) = budget.writer();
     let mut tasks = Vec::new();
     for (n, (tokens, extra)) in requests.into_iter().enumerate() {
         let h = handle.clone();
@@ -429,13 +430,11 @@ async fn one_group(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_extra_work_fails_its_own_request_and_the_rest_commit_through_the_retry() {
     let store = Store::new();
-    let (handle, writer) = store.budget.writer();
 
     // One group: a plain charge, a charge whose extra work writes a row and then fails, a charge
     // with good extra work, one whose extra work panics, and a plain charge.
     let results = one_group(
-        handle,
-        writer,
+        &store.budget,
         vec![
             (1, None),
             (2, Some(failing_audit(2))),
@@ -479,11 +478,9 @@ async fn failing_extra_work_fails_its_own_request_and_the_rest_commit_through_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extra_work_that_had_not_run_yet_commits_in_the_retry() {
     let store = Store::new();
-    let (handle, writer) = store.budget.writer();
 
     let results = one_group(
-        handle,
-        writer,
+        &store.budget,
         vec![
             (1, None),
             (2, Some(failing_audit(2))),
@@ -521,15 +518,13 @@ async fn extra_work_that_had_not_run_yet_commits_in_the_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declined_extra_work_fails_only_its_own_request_in_the_same_transaction() {
     let store = Store::new();
-    let (handle, writer) = store.budget.writer();
     let declined: ExtraWork = Box::new(|_, outcome| {
         assert_eq!(*outcome, ChargeOutcome::Charged { used: 3 });
         Err(Declined.into())
     });
 
     let results = one_group(
-        handle,
-        writer,
+        &store.budget,
         vec![
             (1, Some(audit(1, "before"))),
             (2, Some(declined)),
@@ -587,11 +582,9 @@ async fn the_caller_can_tell_a_declined_request_from_a_failed_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extra_work_that_ran_before_a_failure_in_its_group_fails_with_it() {
     let store = Store::new();
-    let (handle, writer) = store.budget.writer();
 
     let results = one_group(
-        handle,
-        writer,
+        &store.budget,
         vec![
             (1, Some(audit(1, "lost"))),
             (2, Some(failing_audit(2))),

@@ -6,8 +6,7 @@
 //! for durability across restarts and kill -9, and for its query API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -717,32 +716,17 @@ async fn the_audit_api_filters_pages_and_exports_newest_first() {
 }
 
 /// Starts the gateway with a valid first custom rule and an invalid second one; returns how it
-/// exited and what it wrote to stderr. Fails the test if it is still running after 30 s.
+/// exited and what it wrote to stderr.
 fn start_with_an_invalid_rule() -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = GatewayOptions::new()
+    let output = GatewayOptions::new()
         .env("Ithil__Privacy__CustomRules__0__Pattern", r"EMP-\d{6}")
         .env("Ithil__Privacy__CustomRules__1__Pattern", r"ACC(\d{10}")
-        .command(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // Child::kill signals exactly this process id.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the gateway started with an invalid rule");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = child.wait_with_output().unwrap();
-    (status, String::from_utf8_lossy(&output.stderr).into_owned())
+        .refused_start(dir.path(), "the gateway started with an invalid rule");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -770,16 +754,7 @@ async fn a_malformed_cursor_or_a_reversed_time_range_is_a_client_error() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let client = gateway.client();
-    let admin = client
-        .post("/auth/admin/token")
-        .json(&json!({ "apiKey": crate::budget::API_KEY }).to_string())
-        .send()
-        .bounded()
-        .await
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = crate::budget::admin_token(&client, crate::budget::API_KEY).await;
     for path in [
         "/management/audit?cursor=garbage",
         "/management/audit?since=2026-05-07T00:00:00Z&until=2026-05-06T00:00:00Z",

@@ -348,6 +348,43 @@ impl Mcp {
     }
 }
 
+/// Exchanges `api_key` for an admin token.
+pub(crate) async fn admin_token(client: &Client, api_key: &str) -> String {
+    let answer = client
+        .post("/auth/admin/token")
+        .json(&json!({ "apiKey": api_key }).to_string())
+        .send()
+        .bounded()
+        .await;
+    assert_eq!(answer.status, 200, "admin token: {}", answer.text());
+    answer.json()["token"].as_str().expect("a token").to_owned()
+}
+
+/// Creates an agent from `body` with the admin token `admin`; returns its id and a fresh token.
+pub(crate) async fn create_agent(client: &Client, admin: &str, body: Value) -> (String, String) {
+    let created = client
+        .post("/management/agents")
+        .bearer(admin)
+        .json(&body.to_string())
+        .send()
+        .bounded()
+        .await;
+    assert_eq!(created.status, 201, "create agent: {}", created.text());
+    let id = created.json()["agentId"]
+        .as_str()
+        .expect("an agentId")
+        .to_owned();
+    let issued = client
+        .post(&format!("/management/agents/{id}/token"))
+        .bearer(admin)
+        .send()
+        .bounded()
+        .await;
+    assert_eq!(issued.status, 200, "issue token: {}", issued.text());
+    let token = issued.json()["token"].as_str().expect("a token").to_owned();
+    (id, token)
+}
+
 /// json-server on a copy of the dataset, the gateway in front of it with [`manifest`] as its
 /// catalog, and an admin token.
 pub(crate) struct Stack {
@@ -374,15 +411,7 @@ impl Stack {
             .arg("--catalog")
             .arg(path.to_string_lossy());
         let gateway = GatewayProcess::start(opts).unwrap_or_else(|e| panic!("{e}"));
-        let answer = gateway
-            .client()
-            .post("/auth/admin/token")
-            .json(&json!({ "apiKey": API_KEY }).to_string())
-            .send()
-            .bounded()
-            .await;
-        assert_eq!(answer.status, 200, "admin token: {}", answer.text());
-        let admin = answer.json()["token"].as_str().expect("a token").to_owned();
+        let admin = admin_token(&gateway.client(), API_KEY).await;
         Stack {
             downstream,
             gateway,
@@ -398,29 +427,7 @@ impl Stack {
 
     /// Creates an agent from `body`; returns its id and a fresh token.
     pub(crate) async fn agent(&self, body: Value) -> (String, String) {
-        let created = self
-            .client()
-            .post("/management/agents")
-            .bearer(&self.admin)
-            .json(&body.to_string())
-            .send()
-            .bounded()
-            .await;
-        assert_eq!(created.status, 201, "create agent: {}", created.text());
-        let id = created.json()["agentId"]
-            .as_str()
-            .expect("an agentId")
-            .to_owned();
-        let issued = self
-            .client()
-            .post(&format!("/management/agents/{id}/token"))
-            .bearer(&self.admin)
-            .send()
-            .bounded()
-            .await;
-        assert_eq!(issued.status, 200, "issue token: {}", issued.text());
-        let token = issued.json()["token"].as_str().expect("a token").to_owned();
-        (id, token)
+        create_agent(&self.client(), &self.admin, body).await
     }
 
     /// An open MCP session for `token`.
@@ -592,7 +599,8 @@ pub(crate) fn unix_seconds(text: &str) -> i64 {
     days * 86_400 + hh * 3600 + mm * 60 + ss
 }
 
-fn now_seconds() -> i64 {
+/// Seconds since the epoch, now.
+pub(crate) fn now_seconds() -> i64 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after the epoch")

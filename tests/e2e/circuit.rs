@@ -9,10 +9,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,7 +23,7 @@ use serde_json::{Value, json};
 
 use ithil_tests::gateway::{GatewayOptions, GatewayProcess};
 
-use crate::budget::{Bounded as _, Mcp};
+use crate::budget::{Bounded as _, Mcp, admin_token, create_agent};
 
 /// The admin API key of these tests' gateways.
 const API_KEY: &str = "e2e-circuit-api-key-0123456789abcdef0123456789";
@@ -131,36 +130,9 @@ impl Stack {
             .arg(path.to_string_lossy());
         let gateway = GatewayProcess::start(opts).unwrap_or_else(|e| panic!("{e}"));
         let client = gateway.client();
-
-        let answer = client
-            .post("/auth/admin/token")
-            .json(&json!({ "apiKey": API_KEY }).to_string())
-            .send()
-            .bounded()
-            .await;
-        assert_eq!(answer.status, 200, "admin token: {}", answer.text());
-        let admin = answer.json()["token"].as_str().expect("a token").to_owned();
-
-        let created = client
-            .post("/management/agents")
-            .bearer(&admin)
-            .json(r#"{"label": "circuit tester"}"#)
-            .send()
-            .bounded()
-            .await;
-        assert_eq!(created.status, 201, "{}", created.text());
-        let agent_id = created.json()["agentId"]
-            .as_str()
-            .expect("an agentId")
-            .to_owned();
-        let issued = client
-            .post(&format!("/management/agents/{agent_id}/token"))
-            .bearer(&admin)
-            .send()
-            .bounded()
-            .await;
-        assert_eq!(issued.status, 200, "{}", issued.text());
-        let token = issued.json()["token"].as_str().expect("a token").to_owned();
+        let admin = admin_token(&client, API_KEY).await;
+        let (agent_id, token) =
+            create_agent(&client, &admin, json!({"label": "circuit tester"})).await;
         let mcp = Mcp::open(gateway.addr(), &token)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -312,29 +284,14 @@ async fn a_failed_probe_isolates_the_downstream_again() {
 #[test]
 fn a_circuit_breaker_setting_out_of_range_stops_the_start_naming_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = GatewayOptions::new()
+    let output = GatewayOptions::new()
         .env("Ithil__CircuitBreaker__FailureRatio", "1.5")
-        .command(&dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // Child::kill signals exactly this process id.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the gateway started with a failure ratio of 1.5");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = child.wait_with_output().unwrap();
+        .refused_start(
+            &dir.path().join("data"),
+            "the gateway started with a failure ratio of 1.5",
+        );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("circuitBreaker.failureRatio"), "{stderr}");
     assert!(
         stderr.contains("Ithil__CircuitBreaker__FailureRatio"),

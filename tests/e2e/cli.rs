@@ -5,13 +5,13 @@
 //! names), and checks its exit code, its table, and that its `--json` output is the API's own
 //! answer, fetched beside it with the harness client.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ithil_tests::gateway::{Client, GatewayOptions, GatewayProcess, binary};
+use ithil_tests::gateway::{
+    Client, GatewayOptions, GatewayProcess, binary, line_channel, wait_exit,
+};
 use serde_json::{Value, json};
 
 /// A key as `openssl rand -hex 32` makes one.
@@ -141,20 +141,10 @@ fn start(opts: GatewayOptions) -> GatewayProcess {
     GatewayProcess::start(opts).unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn admin_token(client: Client) -> String {
-    let answer = client
-        .post("/auth/admin/token")
-        .json(&json!({"apiKey": API_KEY}).to_string())
-        .send()
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    answer.json()["token"].as_str().unwrap().to_owned()
-}
-
 /// A gateway with an API key, its admin token, and the command line pointed at both.
 async fn gateway(opts: GatewayOptions) -> (GatewayProcess, String, Cli) {
     let gateway = start(opts.api_key(API_KEY));
-    let token = admin_token(gateway.client()).await;
+    let token = crate::budget::admin_token(&gateway.client(), API_KEY).await;
     let cli = Cli::new(&gateway, &token);
     (gateway, token, cli)
 }
@@ -754,15 +744,7 @@ async fn audit_query_filters_and_tail_follows_the_trail() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = line_channel(stdout);
     // Nothing old is printed; then a new agent is created through the API.
     std::thread::sleep(Duration::from_millis(1500));
     let followed = create_agent(client, &token, json!({"label": "followed"})).await;
@@ -780,19 +762,12 @@ async fn audit_query_filters_and_tail_follows_the_trail() {
         .status()
         .unwrap();
     assert!(interrupted.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tail --follow did not end on SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    let ended = wait_exit(
+        child,
+        Duration::from_secs(10),
+        "tail --follow did not end on SIGINT",
+    );
+    assert_eq!(ended.status.code(), Some(0));
     assert!(rx.try_recv().is_err(), "nothing else was printed");
 }
 

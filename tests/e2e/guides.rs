@@ -42,7 +42,7 @@
 //! Set `ITHIL_GUIDE_TRANSCRIPT=1` to see every command and its output (with `--nocapture`).
 
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use ithil_tests::gateway::{GatewayOptions, GatewayProcess};
+use ithil_tests::gateway::{GatewayOptions, GatewayProcess, line_channel};
 use ithil_tests::tools::{self, JsonServer, Sdk};
 
 /// How long one command of a guide may run.
@@ -467,15 +467,7 @@ impl Shell {
             .expect("bash runs");
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_channel(stdout);
         let mut shell = Shell {
             child,
             stdin,
@@ -1094,15 +1086,7 @@ impl Bridge {
             .spawn()
             .expect("the bridge starts");
         let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_channel(stdout);
         Bridge {
             stdin: child.stdin.take(),
             child,

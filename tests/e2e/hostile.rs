@@ -459,6 +459,21 @@ fn status_of(answer: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
+/// A body refused for its size: the answer is a 413, and the connection was closed rather
+/// than left open for the rest of the body.
+fn assert_refused_as_too_large(answer: &[u8], closed: bool) {
+    assert_eq!(
+        status_of(answer),
+        413,
+        "{}",
+        String::from_utf8_lossy(answer)
+    );
+    assert!(
+        closed,
+        "the connection stayed open for the rest of the body"
+    );
+}
+
 /// Whether the gateway is still serving: `GET /health/live` answers 200.
 async fn still_serving(gateway: &GatewayProcess) {
     let live = gateway.client().get("/health/live").send().await;
@@ -544,16 +559,7 @@ async fn a_body_declared_over_the_limit_gets_413_before_a_byte_of_it_is_sent() {
     let mut answer = Vec::new();
     let closed = read_until_closed(&mut stream, &mut answer, PATIENCE).await;
 
-    assert_eq!(
-        status_of(&answer),
-        413,
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
-    assert!(
-        closed,
-        "the connection stayed open for the rest of the body"
-    );
+    assert_refused_as_too_large(&answer, closed);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -581,16 +587,7 @@ async fn a_chunked_body_over_the_limit_gets_413_before_it_ends() {
 
     let mut answer = Vec::new();
     let closed = read_until_closed(&mut stream, &mut answer, PATIENCE).await;
-    assert_eq!(
-        status_of(&answer),
-        413,
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
-    assert!(
-        closed,
-        "the connection stayed open for the rest of the body"
-    );
+    assert_refused_as_too_large(&answer, closed);
     still_serving(&gateway).await;
 }
 

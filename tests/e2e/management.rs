@@ -5,10 +5,12 @@
 //! and JSON fields. The restart, the refusals and the hostile inputs run against the same real
 //! process.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ithil_tests::gateway::{Client, GatewayOptions, GatewayProcess, Response};
 use serde_json::{Value, json};
+
+use crate::budget::now_seconds;
 
 /// A key as `openssl rand -hex 32` makes one.
 const API_KEY: &str = "5f0c3b8e2a7d4c1f9e6b0a3d8c5f2e7b1a4d9c6f3e0b8a5d2c7f4e1b9a6d3c0f";
@@ -21,33 +23,14 @@ fn with_key() -> GatewayProcess {
     start(GatewayOptions::new().api_key(API_KEY))
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time such as `2026-08-04T12:00:00Z`.
+/// Seconds since the epoch of an RFC 3339 UTC time with whole seconds, such as
+/// `2026-08-04T12:00:00Z`.
 fn unix_seconds(text: &str) -> i64 {
-    let bytes = text.as_bytes();
     assert!(
-        text.len() == 20 && bytes[4] == b'-' && bytes[10] == b'T' && text.ends_with('Z'),
+        text.len() == 20 && text.as_bytes()[4] == b'-',
         "not an RFC 3339 UTC time with seconds: {text}"
     );
-    let number = |range: std::ops::Range<usize>| -> i64 { text[range].parse().unwrap() };
-    let (y, m, d) = (number(0..4), number(5..7), number(8..10));
-    let (hh, mm, ss) = (number(11..13), number(14..16), number(17..19));
-
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + hh * 3600 + mm * 60 + ss
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    crate::budget::unix_seconds(text)
 }
 
 /// Checks `{"token", "expiresAt"}` with the expiry `lifetime` from now (give or take a minute).
@@ -61,7 +44,7 @@ fn assert_token_answer(answer: &Response, lifetime: Duration) -> String {
     assert!(token.starts_with("eyJhbGci"), "{token}");
     assert_eq!(token.split('.').count(), 3);
     let expires = unix_seconds(json["expiresAt"].as_str().unwrap());
-    let expected = now() + lifetime.as_secs() as i64;
+    let expected = now_seconds() + lifetime.as_secs() as i64;
     assert!((expires - expected).abs() < 60, "{expires} vs {expected}");
     token
 }
@@ -200,7 +183,7 @@ async fn every_curl_command_of_the_spec_page_works_as_written() {
     assert_eq!(budget["percentageUsed"], 0.0);
     let resets = unix_seconds(budget["resetsAt"].as_str().unwrap());
     assert_eq!(resets % 86_400, 0, "resets at midnight UTC");
-    assert!(resets > now() && resets <= now() + 86_400);
+    assert!(resets > now_seconds() && resets <= now_seconds() + 86_400);
     let reset = client
         .delete(&format!("/management/agents/{id}/budget"))
         .bearer(&admin)
@@ -793,27 +776,10 @@ fn check_config(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, S
     )
 }
 
-/// Runs `serve` with `opts` and waits for it to exit; its exit code and stderr. Fails the test
-/// (after stopping the process) if it is still running after 30 s.
+/// Runs `serve` with `opts` and waits for it to exit; its exit code and stderr.
 fn serve_exit(opts: GatewayOptions) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = opts
-        .command(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            // Child::kill signals exactly this process id.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the gateway started");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = opts.refused_start(dir.path(), "the gateway started");
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),

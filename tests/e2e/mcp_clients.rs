@@ -5,7 +5,7 @@
 //! document and whose downstream is json-server on a private copy of the shared dataset. The
 //! script only reports what the SDK saw, one JSON line per step; the assertions are here.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use ithil_tests::gateway::{GatewayOptions, GatewayProcess};
+use ithil_tests::gateway::{GatewayOptions, GatewayProcess, line_channel};
 use ithil_tests::tools::{self, JsonServer, Sdk};
 
 /// How long one script run may take before it counts as hung (each step inside has 20 s).
@@ -112,15 +112,7 @@ fn run_script(
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
 
     let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = line_channel(stdout);
 
     let deadline = Instant::now() + RUN_DEADLINE;
     let mut lines = Vec::new();

@@ -19,10 +19,10 @@
 //! sends SIGTERM first and waits for a graceful exit; [`GatewayProcess::restart`] starts it again
 //! on the same data directory.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -37,6 +37,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a graceful stop may take before the process is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a start that must fail may take to exit.
+const REFUSED_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The log line that carries the bound address.
 const LISTENING: &str = "listening on http://";
 
@@ -163,6 +165,64 @@ impl GatewayOptions {
             .stdin(Stdio::null());
         command
     }
+
+    /// Runs [`GatewayOptions::command`] on `data_dir`, stdout discarded and stderr captured,
+    /// for a start that must fail; returns how it exited and what it wrote.
+    ///
+    /// # Panics
+    ///
+    /// Panics with `what` when the gateway is still running after 30 seconds (after killing
+    /// it), or when it cannot be spawned.
+    pub fn refused_start(&self, data_dir: &Path, what: &str) -> Output {
+        let child = self
+            .command(data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the gateway binary runs");
+        wait_exit(child, REFUSED_START_TIMEOUT, what)
+    }
+}
+
+/// The lines `pipe` yields, sent one by one from a reader thread that ends with the pipe (or
+/// when the receiver is dropped).
+pub fn line_channel(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits up to `limit` for `child` to exit and returns its status and what is left of its
+/// piped output.
+///
+/// # Panics
+///
+/// Panics with `what` when the process is still running after `limit` (after killing it).
+pub fn wait_exit(mut child: Child, limit: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + limit;
+    while child
+        .try_wait()
+        .expect("the child can be waited for")
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            // Child::kill signals exactly this process id.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+        .wait_with_output()
+        .expect("the child's output is read")
 }
 
 /// Why a gateway did not start.

@@ -213,6 +213,9 @@ impl Worker {
     }
 }
 
+/// The most connections the open loop of `run` and of `load --rate` may open.
+pub const OPEN_LOOP_MAX_CONNECTIONS: usize = 256;
+
 /// Sends calls to `endpoint` at `rate` per second for `warmup` plus `duration`, and reports
 /// the calls scheduled after the warm-up.
 ///

@@ -278,7 +278,13 @@ fn load(args: LoadArgs) -> Result<(), BenchError> {
     }
 
     let mut report = match args.rate {
-        Some(rate) => load::open_loop(endpoint, rate, warmup, duration, 256)?,
+        Some(rate) => load::open_loop(
+            endpoint,
+            rate,
+            warmup,
+            duration,
+            load::OPEN_LOOP_MAX_CONNECTIONS,
+        )?,
         None => {
             let stop = match args.requests {
                 Some(n) => Stop::Calls(n),

@@ -429,6 +429,11 @@ mod tests {
         }
     }
 
+    /// The report of closed-loop `cells` alone: no fixed rate, no memory samples.
+    fn render_closed_loop(cells: &[Cell]) -> String {
+        render(&options(), &machine(), cells, None, &[], &Memory::default())
+    }
+
     #[test]
     fn the_report_compares_ithil_with_nginx_and_the_direct_call_against_the_goals() {
         let cells = vec![
@@ -439,14 +444,7 @@ mod tests {
             cell(64, Target::Nginx, 1000, 1),
             cell(64, Target::Ithil, 500, 2),
         ];
-        let text = render(
-            &options(),
-            &machine(),
-            &cells,
-            None,
-            &[],
-            &Memory::default(),
-        );
+        let text = render_closed_loop(&cells);
 
         assert!(
             text.contains(
@@ -495,14 +493,7 @@ mod tests {
             cell(64, Target::IthilPerCall, 200, 30),
             cell(64, Target::IthilUncharged, 1000, 7),
         ];
-        let text = render(
-            &options(),
-            &machine(),
-            &cells,
-            None,
-            &[],
-            &Memory::default(),
-        );
+        let text = render_closed_loop(&cells);
 
         assert!(text.contains("| 16 | 0.90 | 0.30 |"), "{text}");
         assert!(text.contains("| 64 | 0.85 | 0.20 |"), "{text}");

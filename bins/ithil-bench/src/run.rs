@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::BenchError;
 use crate::client::{self, Endpoint, Shape};
-use crate::load::{self, Report, Stop};
+use crate::load::{self, OPEN_LOOP_MAX_CONNECTIONS, Report, Stop};
 use crate::process::{self, Process};
 use crate::report::{Cell, Machine, Memory, log_cell, render};
 use crate::stub;
@@ -36,8 +36,6 @@ const NGINX_CONF: &str = include_str!("../nginx.conf.template");
 const TOOL: &str = "getData";
 /// The path every call reaches on the stub; the gateway builds it from the tool's argument.
 const STUB_PATH: &str = "/data/7";
-/// The most connections the open loop may open.
-const OPEN_LOOP_MAX_CONNECTIONS: usize = 256;
 
 /// The columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -186,14 +184,9 @@ fn measure(
 
     let endpoints = endpoints(&servers, &options.targets)?;
     // Memory is sampled for the gateway as shipped, or the first one when it is not measured.
-    let gateway_pid = servers
-        .gateway(Target::Ithil)
-        .or(servers.gateways.first())
-        .map(|g| g.process.pid());
-    let sampled = servers
-        .gateway(Target::Ithil)
-        .or(servers.gateways.first())
-        .map(|g| g.target);
+    let sampled_gateway = servers.gateway(Target::Ithil).or(servers.gateways.first());
+    let gateway_pid = sampled_gateway.map(|g| g.process.pid());
+    let sampled = sampled_gateway.map(|g| g.target);
     let stub_pid = servers.stub.pid();
     let nginx_pid = servers.nginx.as_ref().map(|(p, _)| p.pid());
     let gateway_pids: Vec<(Target, u32)> = servers
